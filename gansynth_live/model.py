@@ -1,0 +1,137 @@
+"""A loaded GANSynth model: latent vectors and pitches in, spectrograms or audio out.
+
+`Model` wraps the generator (with its final EMA weights), the pitch vocabulary and
+the spectral converter. Generation runs as one compiled TensorFlow graph per output
+kind, on the GPU when TensorFlow sees one, in chunks of at most `max_batch` notes.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from gansynth_live.config import ModelConfig
+from gansynth_live.networks import Generator
+from gansynth_live.spectral import SpecgramConverter
+
+
+class Model:
+    """A generator ready to play.
+
+    Attributes:
+        config: the architecture (`ModelConfig`).
+        pitches: the pitch vocabulary (sorted MIDI note numbers); the one-hot index of
+            a pitch is its position here.
+        name: a human-readable name (the model directory's name by default).
+    """
+
+    def __init__(self, config: ModelConfig, pitches: Sequence[int], *,
+                 generator: Generator | None = None, name: str = "untrained",
+                 pitch_counts: dict[int, int] | None = None, max_batch: int = 16,
+                 jit_compile: bool = False):
+        pitches = tuple(int(p) for p in pitches)
+        if not pitches or list(pitches) != sorted(set(pitches)):
+            raise ValueError(f"pitches must be a non-empty sorted list of distinct MIDI notes, "
+                             f"got {list(pitches)}")
+        if pitches[0] < 0 or pitches[-1] > 127:
+            raise ValueError(f"pitches must be MIDI notes 0..127, got {pitches[0]}..{pitches[-1]}")
+        self.config = config
+        self.pitches = pitches
+        self.name = name
+        self.pitch_counts = dict(pitch_counts) if pitch_counts else {p: 1 for p in pitches}
+        self.max_batch = max_batch
+        self.generator = generator or Generator(config, len(pitches))
+        if self.generator.num_pitches != len(pitches):
+            raise ValueError(f"generator conditions on {self.generator.num_pitches} pitches, "
+                             f"the vocabulary has {len(pitches)}")
+        self.converter = SpecgramConverter(sample_rate=config.sample_rate,
+                                           audio_length=config.audio_length,
+                                           spec_shape=config.spec_shape,
+                                           channels=config.channels)
+        self._label_of = {p: i for i, p in enumerate(pitches)}
+        signature = [tf.TensorSpec([None, config.latent_size], tf.float32),
+                     tf.TensorSpec([None], tf.int32)]
+        self._specgram_fn = tf.function(self._specgrams_graph, input_signature=signature,
+                                        jit_compile=jit_compile)
+        self._audio_fn = tf.function(self._audio_graph, input_signature=signature,
+                                     jit_compile=jit_compile)
+
+    # Properties of the contract -----------------------------------------------------------
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    @property
+    def latent_size(self) -> int:
+        return self.config.latent_size
+
+    @property
+    def channels(self) -> int:
+        return self.config.channels
+
+    @property
+    def num_samples(self) -> int:
+        return self.config.audio_length
+
+    # Input checking ---------------------------------------------------------------------
+
+    def labels(self, pitches: Iterable[int]) -> np.ndarray:
+        """One-hot indices of `pitches`; ValueError naming the allowed pitches otherwise."""
+        out = []
+        for p in np.asarray(list(pitches)).reshape(-1):
+            label = self._label_of.get(int(p)) if float(p) == int(p) else None
+            if label is None:
+                raise ValueError(f"pitch {p} is not in the model's vocabulary: "
+                                 f"{self.pitches[0]}..{self.pitches[-1]} "
+                                 f"({len(self.pitches)} pitches: {list(self.pitches)})")
+            out.append(label)
+        return np.asarray(out, np.int32)
+
+    def _check_inputs(self, z, pitches) -> tuple[np.ndarray, np.ndarray]:
+        z = np.asarray(z, np.float32)
+        if z.ndim == 1:
+            z = z[np.newaxis]
+        if z.ndim != 2 or z.shape[1] != self.latent_size:
+            raise ValueError(f"z must have shape (batch, {self.latent_size}), got {z.shape}")
+        if not np.all(np.isfinite(z)):
+            raise ValueError("z contains NaN or infinite values")
+        labels = self.labels(np.atleast_1d(pitches))
+        if len(labels) == 1 and len(z) > 1:
+            labels = np.repeat(labels, len(z))
+        if len(labels) != len(z):
+            raise ValueError(f"got {len(z)} latent vectors but {len(labels)} pitches")
+        return z, labels
+
+    def random_z(self, n: int, seed: int | None = None) -> np.ndarray:
+        """`n` latent vectors drawn from N(0, 1), as Magenta samples them."""
+        return np.random.default_rng(seed).standard_normal((n, self.latent_size)).astype(np.float32)
+
+    # Generation ---------------------------------------------------------------------------
+
+    def _specgrams_graph(self, z: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+        images = self.generator(z, tf.one_hot(labels, len(self.pitches)))
+        return self.converter.denormalize(images)
+
+    def _audio_graph(self, z: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+        waves = self.converter.melspecgrams_to_waves(self._specgrams_graph(z, labels))
+        return tf.clip_by_value(waves, -1.0, 1.0)
+
+    def _run_chunked(self, fn, z: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        chunks = [fn(z[i:i + self.max_batch], labels[i:i + self.max_batch]).numpy()
+                  for i in range(0, len(z), self.max_batch)]
+        return np.concatenate(chunks, axis=0)
+
+    def generate_specgrams(self, z, pitches) -> np.ndarray:
+        """Denormalised mel-IF spectrograms (B, T, F, 2 * channels), as Magenta's generator output.
+
+        `z` is (B, latent_size) (or one vector); `pitches` is B MIDI notes (or one for all).
+        """
+        z, labels = self._check_inputs(z, pitches)
+        return self._run_chunked(self._specgram_fn, z, labels)
+
+    def generate(self, z, pitches) -> np.ndarray:
+        """Audio (B, num_samples, channels), float32 in [-1, 1] at `sample_rate`."""
+        z, labels = self._check_inputs(z, pitches)
+        return self._run_chunked(self._audio_fn, z, labels)

@@ -1,0 +1,187 @@
+"""The project's model directory: save atomically, load with every part checked.
+
+Layout (format version 1):
+
+    my_model/
+      config.json      {"format": "gansynth-live-model", "format_version": 1, "name": ...,
+                        "architecture": {ModelConfig fields}, "pitches": [...],
+                        "pitch_counts": {"60": 12, ...}, "provenance": {...}}
+      generator.npz    generator EMA weights keyed by Magenta TF1 variable names
+      meta.json        (optional) the dataset's meta.json, kept for reference
+
+`load_model` also accepts a Magenta GANSynth training directory (see
+`gansynth_live.magenta_checkpoint`) and, with no path, the embedded default model.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gansynth_live.config import ModelConfig
+from gansynth_live.model import Model
+from gansynth_live.networks import Generator
+
+FORMAT = "gansynth-live-model"
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "generator.npz"
+META_FILE = "meta.json"
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "default"
+
+
+class ModelLoadError(ValueError):
+    """A model directory is missing, unreadable or does not match its config."""
+
+    def __init__(self, path: os.PathLike | str, reason: str):
+        super().__init__(f"cannot load model {os.fspath(path)}: {reason}")
+        self.path = os.fspath(path)
+        self.reason = reason
+
+
+def save_model(model: Model, path: os.PathLike | str, *, meta_path: str | None = None,
+               provenance: dict[str, Any] | None = None, overwrite: bool = False) -> Path:
+    """Write `model` as a model directory at `path`, atomically.
+
+    Everything goes into a temporary sibling directory that is renamed into place,
+    so a crash never leaves a half-written model at `path`.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists (pass overwrite=True to replace it)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        config = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "name": model.name,
+            "architecture": model.config.to_dict(),
+            "pitches": list(model.pitches),
+            "pitch_counts": {str(p): int(c) for p, c in sorted(model.pitch_counts.items())},
+            "provenance": provenance or {},
+        }
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+        weights = {name: v.numpy() for name, v in model.generator.named_variables().items()}
+        np.savez(tmp / WEIGHTS_FILE, **weights)
+        if meta_path:
+            shutil.copyfile(meta_path, tmp / META_FILE)
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+            os.rename(path, old / path.name)
+            os.rename(tmp, path)
+            shutil.rmtree(old)
+        else:
+            os.rename(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    config_path = path / CONFIG_FILE
+    try:
+        config = json.loads(config_path.read_text())
+    except FileNotFoundError:
+        raise ModelLoadError(path, f"{CONFIG_FILE} is missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelLoadError(path, f"{CONFIG_FILE} is not valid JSON: {e}") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise ModelLoadError(path, f"{CONFIG_FILE} is not a {FORMAT} config "
+                                   f"(its 'format' must be {FORMAT!r})")
+    if config.get("format_version") != FORMAT_VERSION:
+        raise ModelLoadError(path, f"{CONFIG_FILE} has format_version "
+                                   f"{config.get('format_version')!r}; this version reads "
+                                   f"{FORMAT_VERSION}")
+    for key in ("architecture", "pitches"):
+        if key not in config:
+            raise ModelLoadError(path, f"{CONFIG_FILE} has no {key!r}")
+    return config
+
+
+def _read_weights(path: Path) -> dict[str, np.ndarray]:
+    weights_path = path / WEIGHTS_FILE
+    if not weights_path.exists():
+        raise ModelLoadError(path, f"{WEIGHTS_FILE} is missing")
+    try:
+        with np.load(weights_path, allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise ModelLoadError(path, f"{WEIGHTS_FILE} is unreadable or corrupt: {e}") from None
+
+
+def assign_weights(generator: Generator, weights: dict[str, np.ndarray],
+                   source: os.PathLike | str, what: str) -> None:
+    """Copy `weights` into `generator`, naming every missing, unexpected or misshaped one."""
+    variables = generator.named_variables()
+    missing = sorted(set(variables) - set(weights))
+    unexpected = sorted(set(weights) - set(variables))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (first: {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (first: {unexpected[0]})")
+        raise ModelLoadError(source, f"{what} does not match the architecture: "
+                                     + "; ".join(parts))
+    for name, variable in variables.items():
+        value = weights[name]
+        if tuple(value.shape) != tuple(variable.shape):
+            raise ModelLoadError(source, f"{what}: {name} has shape {tuple(value.shape)}, "
+                                         f"the config needs {tuple(variable.shape)}")
+        if not np.issubdtype(value.dtype, np.floating) or not np.all(np.isfinite(value)):
+            raise ModelLoadError(source, f"{what}: {name} holds non-finite or non-float values")
+        variable.assign(value.astype(np.float32))
+
+
+def load_model_dir(path: os.PathLike | str, **model_options: Any) -> Model:
+    """Load a project model directory written by `save_model`."""
+    path = Path(path)
+    config = _read_config(path)
+    try:
+        architecture = ModelConfig.from_dict(config["architecture"])
+        pitches = [int(p) for p in config["pitches"]]
+        counts = {int(p): int(c) for p, c in config.get("pitch_counts", {}).items()}
+        generator = Generator(architecture, len(pitches))
+        model = Model(architecture, pitches, generator=generator,
+                      name=config.get("name") or path.name, pitch_counts=counts or None,
+                      **model_options)
+    except (TypeError, ValueError) as e:
+        raise ModelLoadError(path, f"{CONFIG_FILE}: {e}") from None
+    assign_weights(model.generator, _read_weights(path), path, WEIGHTS_FILE)
+    return model
+
+
+def load_model(path: os.PathLike | str | None = None, **model_options: Any) -> Model:
+    """Load a model: a project model directory, a Magenta GANSynth training directory,
+    or (no path) the embedded default model.
+
+    Raises `ModelLoadError` naming the path and what is wrong.
+    """
+    from gansynth_live import magenta_checkpoint  # imports TF1 checkpoint reading only here
+
+    if path is None:
+        if not (DEFAULT_MODEL_DIR / CONFIG_FILE).exists():
+            raise ModelLoadError(DEFAULT_MODEL_DIR,
+                                 "the embedded default model has not been built into this "
+                                 "package yet; pass the path of a model directory")
+        path = DEFAULT_MODEL_DIR
+    path = Path(path)
+    if not path.exists():
+        raise ModelLoadError(path, "no such file or directory")
+    if not path.is_dir():
+        raise ModelLoadError(path, "not a directory")
+    if (path / CONFIG_FILE).exists() or (path / WEIGHTS_FILE).exists():
+        return load_model_dir(path, **model_options)
+    if magenta_checkpoint.is_magenta_dir(path):
+        return magenta_checkpoint.load_magenta_dir(path, **model_options)
+    raise ModelLoadError(path, f"neither a gansynth-live model directory ({CONFIG_FILE} + "
+                               f"{WEIGHTS_FILE}) nor a Magenta GANSynth training directory "
+                               f"(experiment.json + stage_NNNNN/model.ckpt-N)")
