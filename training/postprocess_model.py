@@ -1,0 +1,202 @@
+"""Turn a training run into a small, movable model directory (SopiMlab's postprocess step).
+
+    python training/postprocess_model.py --ckpt_dir mymodel --meta_path mydataset/meta.json
+    python training/postprocess_model.py --ckpt_dir mymodel --meta_path mydataset/meta.json --execute
+
+Without --execute it only lists what it would do. With it, for a gansynth-train run:
+
+1. export the EMA generator of the newest complete checkpoint (step numbers compared
+   as numbers) as config.json + generator.npz, so `gl.load_model(mymodel)` works;
+2. copy meta.json in;
+3. strip machine paths (train_root_dir, train_data_path, train_meta_path) from experiment.json;
+4. load the exported model and generate a note: nothing is deleted unless this works;
+5. delete the older checkpoints (the newest stays, so training can still resume).
+
+A Magenta / SopiMlab TF1 training dir gets the same treatment (newest checkpoint of the
+newest stage kept, `checkpoint` files rewritten with relative paths), minus the export:
+gansynth-live loads such directories directly.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+MACHINE_PATH_KEYS = ("train_root_dir", "train_data_path", "train_meta_path")
+_CKPT_FILE = re.compile(r"^(?:model\.)?ckpt-(\d+)\.(?:index|data-\d+-of-\d+|meta)$")
+
+
+class PostprocessError(Exception):
+    pass
+
+
+@dataclass
+class Plan:
+    """The operations, described for the dry run and executed in order."""
+    steps: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
+
+    def add(self, description: str, action: Callable[[], None]) -> None:
+        self.steps.append((description, action))
+
+
+def checkpoint_numbers(folder: Path) -> list[int]:
+    """Numbers of the complete checkpoints (index + data) in `folder`, newest first."""
+    files = [f.name for f in folder.iterdir()] if folder.is_dir() else []
+    numbers = {int(m.group(1)) for name in files if (m := _CKPT_FILE.match(name))}
+    complete = [n for n in numbers
+                if any(re.match(rf"^(?:model\.)?ckpt-{n}\.index$", f) for f in files)
+                and any(re.match(rf"^(?:model\.)?ckpt-{n}\.data-", f) for f in files)]
+    return sorted(complete, reverse=True)
+
+
+def files_of_other_checkpoints(folder: Path, keep: int) -> list[Path]:
+    return sorted(f for f in folder.iterdir()
+                  if (m := _CKPT_FILE.match(f.name)) and int(m.group(1)) != keep)
+
+
+def strip_machine_paths(experiment_path: Path) -> None:
+    experiment = json.loads(experiment_path.read_text())
+    hparams = experiment.get("hparams", experiment)  # ours nests them; Magenta's is flat
+    for key in MACHINE_PATH_KEYS:
+        hparams.pop(key, None)
+    tmp = experiment_path.with_name(f".{experiment_path.name}.tmp")
+    tmp.write_text(json.dumps(experiment, indent=2) + "\n")
+    os.replace(tmp, experiment_path)
+
+
+def write_checkpoint_state(folder: Path, prefix: str) -> None:
+    """A `checkpoint` file naming only `prefix`, relative, so the folder can move."""
+    (folder / "checkpoint").write_text(f'model_checkpoint_path: "{prefix}"\n'
+                                       f'all_model_checkpoint_paths: "{prefix}"\n')
+
+
+def verify_loads(model_dir: Path) -> None:
+    import gansynth_live as gl
+    model = gl.load_model(model_dir)
+    audio = model.generate(model.random_z(1, seed=0), model.pitches[len(model.pitches) // 2])
+    if not audio.size or not (abs(audio) <= 1.0).all():
+        raise PostprocessError(f"{model_dir}: the exported model generates invalid audio")
+
+
+def plan_project_run(ckpt_dir: Path, meta_path: Path) -> Plan:
+    from training.train import CHECKPOINT_DIR, EXPERIMENT_FILE
+
+    folder = ckpt_dir / CHECKPOINT_DIR
+    numbers = checkpoint_numbers(folder)
+    if not numbers:
+        raise PostprocessError(f"{folder}: no complete checkpoint (ckpt-N.index + .data)")
+    newest = numbers[0]
+    plan = Plan()
+    plan.add(f"export the EMA generator of {folder / f'ckpt-{newest}'} to "
+             f"{ckpt_dir}/config.json + generator.npz",
+             lambda: export_generator(ckpt_dir, folder / f"ckpt-{newest}", meta_path))
+    plan.add(f"copy {meta_path} to {ckpt_dir / 'meta.json'}",
+             lambda: shutil.copyfile(meta_path, ckpt_dir / "meta.json"))
+    plan.add(f"strip {', '.join(MACHINE_PATH_KEYS)} from {ckpt_dir / EXPERIMENT_FILE}",
+             lambda: strip_machine_paths(ckpt_dir / EXPERIMENT_FILE))
+    plan.add(f"load {ckpt_dir} and generate a note (stop here if that fails)",
+             lambda: verify_loads(ckpt_dir))
+    for path in files_of_other_checkpoints(folder, newest):
+        plan.add(f"delete {path}", path.unlink)
+    plan.add(f"rewrite {folder / 'checkpoint'} to name only ckpt-{newest}",
+             lambda: write_checkpoint_state(folder, f"ckpt-{newest}"))
+    return plan
+
+
+def export_generator(ckpt_dir: Path, prefix: Path, meta_path: Path) -> None:
+    """Write config.json + generator.npz (EMA weights) into ckpt_dir, atomically per file."""
+    import tensorflow as tf
+
+    import gansynth_live as gl
+    from gansynth_live.config import ModelConfig
+    from training.train import EXPERIMENT_FILE, GAN, VOCABULARY_FILE
+
+    experiment = json.loads((ckpt_dir / EXPERIMENT_FILE).read_text())
+    vocabulary = json.loads((ckpt_dir / VOCABULARY_FILE).read_text())
+    config = ModelConfig.from_dict(experiment["architecture"])
+    hparams = experiment["hparams"]
+    gan = GAN(hparams, config, len(vocabulary["pitches"]))
+    tf.train.Checkpoint(gan=gan).read(os.fspath(prefix)).expect_partial()
+    counts = {int(p): n for p, n in vocabulary["pitch_counts"].items()}
+    model = gl.Model(config, vocabulary["pitches"], generator=gan.ema_generator,
+                     name=ckpt_dir.name, pitch_counts=counts)
+    staging = gl.save_model(model, ckpt_dir.parent / f".{ckpt_dir.name}.export",
+                            overwrite=True, provenance={
+                                "trained_images": int(gan.images_seen.numpy()),
+                                "checkpoint": prefix.name,
+                                "dataset_meta": meta_path.name})
+    for name in ("generator.npz", "config.json"):  # config last: it marks the dir loadable
+        os.replace(staging / name, ckpt_dir / name)
+    shutil.rmtree(staging)
+
+
+def plan_magenta_run(ckpt_dir: Path, meta_path: Path) -> Plan:
+    stages = sorted((int(p.name.split("_")[1]), p) for p in ckpt_dir.iterdir()
+                    if p.is_dir() and re.match(r"^stage_\d+$", p.name))
+    keep = next(((stage, folder, checkpoint_numbers(folder)[0]) for stage, folder in reversed(stages)
+                 if checkpoint_numbers(folder)), None)
+    if keep is None:
+        raise PostprocessError(f"{ckpt_dir}: no stage folder holds a complete model.ckpt-N")
+    _, keep_folder, number = keep
+    plan = Plan()
+    plan.add(f"copy {meta_path} to {ckpt_dir / 'meta.json'}",
+             lambda: shutil.copyfile(meta_path, ckpt_dir / "meta.json"))
+    plan.add(f"strip {', '.join(MACHINE_PATH_KEYS)} from {ckpt_dir / 'experiment.json'}",
+             lambda: strip_machine_paths(ckpt_dir / "experiment.json"))
+    plan.add(f"load {ckpt_dir} and generate a note (stop here if that fails)",
+             lambda: verify_loads(ckpt_dir))
+    for _, folder in stages:
+        if folder != keep_folder:
+            plan.add(f"delete {folder}", lambda folder=folder: shutil.rmtree(folder))
+    for path in files_of_other_checkpoints(keep_folder, number):
+        plan.add(f"delete {path}", path.unlink)
+    plan.add(f"rewrite {keep_folder / 'checkpoint'} to name only model.ckpt-{number}",
+             lambda: write_checkpoint_state(keep_folder, f"model.ckpt-{number}"))
+    return plan
+
+
+def make_plan(ckpt_dir: Path, meta_path: Path) -> Plan:
+    if not ckpt_dir.is_dir():
+        raise PostprocessError(f"--ckpt_dir {ckpt_dir}: not a directory")
+    if not meta_path.is_file():
+        raise PostprocessError(f"--meta_path {meta_path}: no such file")
+    try:
+        json.loads(meta_path.read_text())
+    except (OSError, ValueError) as e:
+        raise PostprocessError(f"--meta_path {meta_path}: not valid JSON: {e}") from None
+    if (ckpt_dir / "checkpoints").is_dir() and (ckpt_dir / "experiment.json").exists():
+        return plan_project_run(ckpt_dir, meta_path)
+    if (ckpt_dir / "experiment.json").exists():
+        return plan_magenta_run(ckpt_dir, meta_path)
+    raise PostprocessError(f"--ckpt_dir {ckpt_dir}: no experiment.json; not a training run")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="gansynth-postprocess",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ckpt_dir", required=True, type=Path, help="the training run directory")
+    parser.add_argument("--meta_path", required=True, type=Path, help="the dataset's meta.json")
+    parser.add_argument("--execute", action="store_true", help="do it (default: only list)")
+    args = parser.parse_args(argv)
+    try:
+        plan = make_plan(args.ckpt_dir, args.meta_path)
+        for i, (description, action) in enumerate(plan.steps, 1):
+            print(f"{i:3d}. {description}", flush=True)
+            if args.execute:
+                action()
+    except Exception as e:  # noqa: BLE001 - every failure becomes one clear line
+        print(f"gansynth-postprocess: error: {e}", file=sys.stderr)
+        return 1
+    print("done: the directory is a model for gansynth-live" if args.execute
+          else "dry run: nothing changed; add --execute to do this")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,425 @@
+"""gansynth-train: progressive GAN training of a GANSynth model (TensorFlow 2).
+
+    gansynth-train --config=mel_prog_hires \\
+        --hparams='{"train_data_path": "mydataset", "train_root_dir": "mymodel"}'
+
+Magenta's recipe: Wasserstein loss with gradient penalty (weight 10, target 1), drift
+penalty 0.001 * D(real)^2, auxiliary pitch classifier (AC-GAN, weight 10 for G and D),
+Adam (8e-4, beta1 0, beta2 0.99), one G step then one D step per iteration, an EMA copy
+of the generator (decay 0.999) for sampling, and progressive growing counted in images.
+
+The run directory (train_root_dir) holds:
+
+    experiment.json   the resolved hparams and architecture (a resumed run must match)
+    checkpoints/      tf.train.Checkpoint files, named by image count; the newest is
+                      resumed, so `kill -9` and the same command continue the run
+    summaries/        TensorBoard: losses, gradient penalty, AC accuracy, mel-IF images, audio
+    pitches.json      pitch vocabulary and counts used for the one-hot labels
+
+`training/postprocess_model.py` turns it into a model directory for gansynth-live.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from gansynth_live.config import ModelConfig
+from gansynth_live.networks import Discriminator, Generator, downscale, generator_alpha, upscale
+from gansynth_live.spectral import SpecgramConverter
+from training import dataset as data_lib
+from training.hparams import HparamsError, parse_hparams_json, resolve_hparams
+from training.schedule import Schedule
+
+EXPERIMENT_FILE = "experiment.json"
+VOCABULARY_FILE = "pitches.json"
+CHECKPOINT_DIR = "checkpoints"
+SUMMARY_DIR = "summaries"
+# Keys that fix where a run is in its schedule and what it learns; a resume must not change them.
+RESUME_KEYS = ("total_num_images", "stable_stage_num_images", "transition_stage_num_images",
+               "batch_size_schedule", "train_progressive", "train_min_pitch", "train_max_pitch",
+               "discriminator_pitch_head")
+
+
+# Pitch vocabulary ---------------------------------------------------------------------------
+
+def pitch_counts(hparams: dict[str, Any]) -> dict[int, int]:
+    """Notes per training pitch, from meta.json (SopiMlab) or the dataset's dataset.json."""
+    lo, hi = hparams["train_min_pitch"], hparams["train_max_pitch"]
+    counts: dict[int, int] = {}
+    if hparams["train_meta_path"]:
+        with open(hparams["train_meta_path"]) as f:
+            meta = json.load(f)
+        sources = set(hparams["train_instrument_sources"])
+        for note in meta.values():
+            if note.get("instrument_source", 0) in sources and lo <= note["pitch"] <= hi:
+                counts[note["pitch"]] = counts.get(note["pitch"], 0) + 1
+    else:
+        path = Path(hparams["train_data_path"])
+        info_path = (path if path.is_dir() else path.parent) / data_lib.INFO_FILE
+        if info_path.exists():
+            info = json.loads(info_path.read_text())
+            counts = {int(p): int(n) for p, n in info["notes_per_pitch"].items() if lo <= int(p) <= hi}
+        elif path.is_dir():  # a plain folder of note WAVs
+            spec = data_lib.AudioSpec(data_lib.DEFAULT_SAMPLE_RATE, data_lib.DEFAULT_LENGTH, 1,
+                                      (lo, hi))
+            for note in data_lib.scan_folder(os.fspath(path), spec).notes:
+                counts[note.pitch] = counts.get(note.pitch, 0) + 1
+    if not counts:
+        raise HparamsError(f"no training notes with pitch in {lo}..{hi} (from "
+                           f"{hparams['train_meta_path'] or hparams['train_data_path']})")
+    return dict(sorted(counts.items()))
+
+
+# Data ---------------------------------------------------------------------------------------
+
+def audio_dataset(hparams: dict[str, Any], config: ModelConfig) -> tf.data.Dataset:
+    """(audio [length, channels], pitch) from a dataset dir, a .tfrecord, or a WAV folder."""
+    path = hparams["train_data_path"]
+    lo, hi = hparams["train_min_pitch"], hparams["train_max_pitch"]
+    if os.path.isdir(path) and not os.path.exists(os.path.join(path, data_lib.INFO_FILE)) \
+            and not any(n.endswith(".tfrecord") for n in os.listdir(path)):
+        return data_lib.load_wav_folder(path, config.sample_rate, config.audio_length,
+                                        config.channels, (lo, hi))
+    return data_lib.read_dataset(path, length=config.audio_length, channels=config.channels)
+
+
+def image_dataset(hparams, config: ModelConfig, converter: SpecgramConverter,
+                  counts: dict[int, int], batch_size: int, seed: int) -> tf.data.Dataset:
+    """Batches of (normalised mel-IF image, pitch label), shuffled, repeated forever."""
+    pitches = sorted(counts)
+    table = np.full(128, -1, np.int32)
+    table[pitches] = np.arange(len(pitches))
+    table = tf.constant(table)
+
+    def to_image(audio, pitch):
+        image = converter.normalize(converter.waves_to_melspecgrams(audio[tf.newaxis]))[0]
+        return image, tf.gather(table, pitch)
+
+    ds = audio_dataset(hparams, config)
+    ds = ds.filter(lambda audio, pitch: (pitch >= 0) & (pitch < 128))
+    ds = ds.map(to_image, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.filter(lambda image, label: label >= 0)
+    # Spectrograms are computed once; small datasets (the usual case here) stay in memory.
+    image_bytes = 4 * config.spec_shape[0] * config.spec_shape[1] * config.image_channels
+    if image_bytes * sum(counts.values()) < 4 << 30:
+        ds = ds.cache()
+    return (ds.shuffle(4096, seed=seed).repeat().batch(batch_size, drop_remainder=True)
+            .prefetch(tf.data.AUTOTUNE))
+
+
+def blend_resolutions(images: tf.Tensor, progress, num_blocks: int, num_resolutions: int):
+    """Real images as the generator sees them at `progress` (Magenta's blend_images)."""
+    out = 0.0
+    for block_id in range(1, num_blocks + 1):
+        factor = 2 ** (num_resolutions - block_id)
+        out += generator_alpha(block_id, progress) * upscale(downscale(images, factor), factor)
+    return out
+
+
+# The GAN ------------------------------------------------------------------------------------
+
+class PitchHead(tf.Module):
+    """Extra D pitch logits from the time-averaged normalised magnitude (see hparams.py)."""
+
+    def __init__(self, config: ModelConfig, num_pitches: int):
+        super().__init__(name="pitch_head")
+        features = config.spec_shape[1] * config.channels
+        self.kernel = tf.Variable(tf.zeros([features, num_pitches]), name="kernel")
+        self.bias = tf.Variable(tf.zeros([num_pitches]), name="bias")
+
+    def __call__(self, images: tf.Tensor) -> tf.Tensor:
+        magnitude = tf.reduce_mean(images[..., 0::2], axis=1)  # [B, F, channels]
+        return tf.matmul(tf.reshape(magnitude, [tf.shape(images)[0], -1]), self.kernel) + self.bias
+
+
+class GAN(tf.Module):
+    """Everything a checkpoint holds: networks, EMA generator, optimisers, image count."""
+
+    def __init__(self, hparams: dict[str, Any], config: ModelConfig, num_pitches: int):
+        super().__init__(name="gan")
+        seed = hparams["seed"]
+        self.generator = Generator(config, num_pitches, seed=seed)
+        self.discriminator = Discriminator(config, num_pitches, seed=seed + 1)
+        self.ema_generator = Generator(config, num_pitches, seed=seed)
+        self.pitch_head = PitchHead(config, num_pitches) if hparams["discriminator_pitch_head"] else None
+        adam = dict(beta_1=hparams["adam_beta1"], beta_2=hparams["adam_beta2"], epsilon=1e-8)
+        self.g_optimizer = tf.keras.optimizers.Adam(hparams["generator_learning_rate"], **adam)
+        self.d_optimizer = tf.keras.optimizers.Adam(hparams["discriminator_learning_rate"], **adam)
+        self.g_optimizer.build(self.generator.trainable_variables)
+        self.d_optimizer.build(self.discriminator.trainable_variables)
+        if self.pitch_head:
+            self.head_optimizer = tf.keras.optimizers.Adam(5e-3)
+            self.head_optimizer.build(self.pitch_head.trainable_variables)
+        self.images_seen = tf.Variable(0, dtype=tf.int64, trainable=False, name="images_seen")
+
+    def classify(self, images, progress, num_blocks):
+        logits, class_logits = self.discriminator(images, progress, num_blocks, training=True)
+        if self.pitch_head is not None:
+            class_logits += self.pitch_head(images)
+        return logits, class_logits
+
+
+class Trainer:
+    def __init__(self, hparams: dict[str, Any], config: ModelConfig, counts: dict[int, int],
+                 strategy: tf.distribute.Strategy, log=print):
+        self.hparams, self.config, self.strategy, self.log = hparams, config, strategy, log
+        self.counts = counts
+        self.pitches = sorted(counts)
+        self.label_logits = tf.math.log(tf.constant([counts[p] for p in self.pitches], tf.float32))
+        self.schedule = Schedule.from_hparams(hparams, config.num_resolutions)
+        self.converter = SpecgramConverter(config.sample_rate, config.audio_length,
+                                           config.spec_shape, config.channels)
+        self.root = Path(hparams["train_root_dir"])
+        with strategy.scope():
+            self.gan = GAN(hparams, config, len(self.pitches))
+        self.checkpoint = tf.train.Checkpoint(gan=self.gan)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, self.root / CHECKPOINT_DIR,
+                                                  max_to_keep=3, checkpoint_name="ckpt")
+        self.writer = tf.summary.create_file_writer(os.fspath(self.root / SUMMARY_DIR))
+
+    # One iteration ------------------------------------------------------------------------
+
+    def _sample_labels(self, n):
+        return tf.random.categorical(self.label_logits[tf.newaxis], n, dtype=tf.int32)[0]
+
+    def _ac_loss(self, class_logits, labels):
+        return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=class_logits)
+
+    def make_step(self, num_blocks: int, batch_size: int):
+        """A compiled training iteration for a stage with `num_blocks` blocks."""
+        hp, gan, strategy = self.hparams, self.gan, self.strategy
+        num_pitches = len(self.pitches)
+        global_batch = batch_size
+
+        def mean(per_example):  # losses are averaged over the global batch, across replicas
+            return tf.reduce_sum(per_example) / global_batch
+
+        def generator_step(progress):
+            local = global_batch // strategy.num_replicas_in_sync
+            z = tf.random.normal([local, self.config.latent_size])
+            labels = self._sample_labels(local)
+            with tf.GradientTape() as tape:
+                fake = gan.generator(z, tf.one_hot(labels, num_pitches), progress, num_blocks,
+                                     training=True)
+                logits, class_logits = gan.classify(fake, progress, num_blocks)
+                ac = self._ac_loss(class_logits, labels)
+                loss = mean(-logits[:, 0] + hp["generator_ac_loss_weight"] * ac)
+            variables = gan.generator.trainable_variables
+            grads = tape.gradient(loss, variables)
+            gan.g_optimizer.apply_gradients([(g, v) for g, v in zip(grads, variables)
+                                             if g is not None])
+            accuracy = tf.cast(tf.argmax(class_logits, -1, output_type=tf.int32) == labels, tf.float32)
+            return {"generator_loss": loss, "fake_ac_loss": mean(ac), "fake_ac_accuracy": mean(accuracy)}
+
+        def discriminator_step(real, real_labels, progress):
+            local = tf.shape(real)[0]
+            real = blend_resolutions(real, progress, num_blocks, self.config.num_resolutions)
+            z = tf.random.normal([local, self.config.latent_size])
+            fake = gan.generator(z, tf.one_hot(self._sample_labels(local), num_pitches), progress,
+                                 num_blocks, training=True)
+            alpha = tf.random.uniform([local, 1, 1, 1])
+            between = real + alpha * (fake - real)
+            d_vars = list(gan.discriminator.trainable_variables)
+            head_vars = list(gan.pitch_head.trainable_variables) if gan.pitch_head else []
+            with tf.GradientTape() as tape:
+                real_logits, real_class = gan.classify(real, progress, num_blocks)
+                fake_logits, _ = gan.classify(fake, progress, num_blocks)
+                with tf.GradientTape() as gp_tape:
+                    gp_tape.watch(between)
+                    between_logits, _ = gan.discriminator(between, progress, num_blocks,
+                                                          training=True)
+                slopes = tf.sqrt(tf.reduce_sum(tf.square(gp_tape.gradient(between_logits, between)),
+                                               axis=[1, 2, 3]) + 1e-10)
+                penalty = tf.square(slopes / hp["gradient_penalty_target"] - 1.0)
+                ac = self._ac_loss(real_class, real_labels)
+                wasserstein = fake_logits[:, 0] - real_logits[:, 0]
+                loss = mean(wasserstein + hp["gradient_penalty_weight"] * penalty
+                            + hp["real_score_penalty_weight"] * tf.square(real_logits[:, 0])
+                            + hp["discriminator_ac_loss_weight"] * ac)
+            grads = tape.gradient(loss, d_vars + head_vars)
+            gan.d_optimizer.apply_gradients([(g, v) for g, v in zip(grads[:len(d_vars)], d_vars)
+                                             if g is not None])
+            if head_vars:
+                gan.head_optimizer.apply_gradients(zip(grads[len(d_vars):], head_vars))
+            accuracy = tf.cast(tf.argmax(real_class, -1, output_type=tf.int32) == real_labels,
+                               tf.float32)
+            return {"discriminator_loss": loss, "wasserstein_distance": -mean(wasserstein),
+                    "gradient_penalty": mean(penalty), "real_ac_loss": mean(ac),
+                    "real_ac_accuracy": mean(accuracy)}
+
+        def update_ema():
+            decay = hp["generator_ema_decay"]
+            averaged = gan.ema_generator.named_variables()
+            for name, variable in gan.generator.named_variables().items():
+                averaged[name].assign(decay * averaged[name] + (1.0 - decay) * variable)
+
+        @tf.function
+        def step(real, real_labels, progress):
+            g_metrics = strategy.run(generator_step, args=(progress,))
+            update_ema()  # cross-replica context: the same update lands on every copy
+            d_metrics = strategy.run(discriminator_step, args=(real, real_labels, progress))
+            gan.images_seen.assign_add(global_batch)
+            return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+                    for k, v in {**g_metrics, **d_metrics}.items()}
+
+        return step
+
+    # The loop -----------------------------------------------------------------------------
+
+    def write_samples(self, images: int, num_blocks: int, progress: float) -> None:
+        """Generated mel-IF images and audio from the EMA generator, for TensorBoard."""
+        pitches = [self.pitches[i] for i in np.linspace(0, len(self.pitches) - 1, 3).astype(int)]
+        labels = tf.one_hot([self.pitches.index(p) for p in pitches], len(self.pitches))
+        z = tf.random.stateless_normal([len(pitches), self.config.latent_size], seed=[0, 0])
+        fake = self.gan.ema_generator(z, labels, progress, num_blocks)
+        audio = self.converter.melspecgrams_to_waves(self.converter.denormalize(fake))
+        with self.writer.as_default(step=images):
+            magnitude = tf.transpose(fake[..., :1], [0, 2, 1, 3])[:, ::-1]  # frequency up
+            tf.summary.image("generated_mel_magnitude", (magnitude + 1.0) / 2.0, max_outputs=3)
+            tf.summary.audio("generated_audio", tf.clip_by_value(audio, -1, 1),
+                             self.config.sample_rate, max_outputs=3)
+
+    def train(self, max_seconds: float | None = None) -> int:
+        """Run until total_num_images (or `max_seconds`); returns the image count reached."""
+        restored = self.manager.restore_or_initialize()
+        images = int(self.gan.images_seen.numpy())
+        self.log(f"{'resumed from ' + restored if restored else 'starting a new run'} "
+                 f"at {images} images of {self.schedule.total_images}")
+        start = last_save = last_log = time.time()
+        start_images = images
+        summary_every = self.hparams["save_summaries_num_images"]
+        next_summary = (images // summary_every + 1) * summary_every
+        while not self.schedule.done(images):
+            stage = self.schedule.stage_of(images)
+            num_blocks, batch_size = self.schedule.num_blocks(stage), self.schedule.batch_size(stage)
+            if batch_size % self.strategy.num_replicas_in_sync:
+                raise HparamsError(f"batch size {batch_size} does not split over "
+                                   f"{self.strategy.num_replicas_in_sync} replicas")
+            step = self.make_step(num_blocks, batch_size)
+            data = self.strategy.experimental_distribute_dataset(
+                image_dataset(self.hparams, self.config, self.converter, self.counts,
+                              batch_size, seed=self.hparams["seed"] + stage))
+            self.log(f"stage {stage}/{self.schedule.num_stages - 1}: {num_blocks} blocks, "
+                     f"batch {batch_size}, until {self.schedule.stage_end(stage)} images")
+            for real, labels in data:
+                progress = self.schedule.progress(images, num_blocks)
+                metrics = step(real, labels, tf.constant(progress, tf.float32))
+                images = int(self.gan.images_seen.numpy())
+                now = time.time()
+                if images >= next_summary:
+                    next_summary += summary_every
+                    with self.writer.as_default(step=images):
+                        for name, value in metrics.items():
+                            tf.summary.scalar(name, value)
+                        tf.summary.scalar("progress", progress)
+                        tf.summary.scalar("images_per_second", (images - start_images) / (now - start))
+                    self.write_samples(images, num_blocks, progress)
+                if now - last_log > 30 or self.schedule.done(images):
+                    rate = (images - start_images) / (now - start)
+                    eta = self.schedule.eta_seconds(images, rate) / 3600
+                    self.log(f"stage {stage} images {images} progress {progress:.3f} "
+                             f"{rate:.1f} images/s ETA {eta:.1f} h  D {float(metrics['discriminator_loss']):.3f} "
+                             f"G {float(metrics['generator_loss']):.3f} "
+                             f"AC real {float(metrics['real_ac_accuracy']):.2f}")
+                    last_log = now
+                stage_over = images >= self.schedule.stage_end(stage)
+                out_of_time = max_seconds is not None and now - start >= max_seconds
+                if stage_over or out_of_time or now - last_save >= self.hparams["save_checkpoint_secs"]:
+                    self.manager.save(checkpoint_number=images)
+                    last_save = now
+                if out_of_time:
+                    self.log(f"time limit reached at {images} images; checkpoint saved")
+                    return images
+                if stage_over or self.schedule.done(images):
+                    break
+        self.manager.save(checkpoint_number=images)
+        self.log(f"training complete: {images} images")
+        return images
+
+
+# Run directory and entry point -----------------------------------------------------------------
+
+def write_json_atomic(path: Path, value) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(value, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def prepare_run_dir(hparams: dict[str, Any], config: ModelConfig, counts: dict[int, int]) -> None:
+    """Create train_root_dir with experiment.json, or check a resumed run matches it."""
+    root = Path(hparams["train_root_dir"])
+    experiment = {"hparams": hparams, "architecture": config.to_dict()}
+    existing_path = root / EXPERIMENT_FILE
+    if existing_path.exists():
+        existing = json.loads(existing_path.read_text())
+        changed = [k for k in RESUME_KEYS if existing["hparams"].get(k) != hparams.get(k)]
+        if existing["architecture"] != experiment["architecture"]:
+            changed.append("architecture")
+        if changed:
+            raise HparamsError(f"{root} holds a run with different {changed}; use a new "
+                               f"train_root_dir or the original hparams to resume")
+    root.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(existing_path, experiment)
+    write_json_atomic(root / VOCABULARY_FILE,
+                      {"pitches": sorted(counts), "pitch_counts": {str(p): n for p, n in counts.items()}})
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """auto: MultiWorkerMirrored under a multi-task Slurm job, Mirrored with several GPUs."""
+    if name == "auto":
+        if int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+            name = "multiworker"
+        elif len(tf.config.list_logical_devices("GPU")) > 1:
+            name = "mirrored"
+        else:
+            name = "default"
+    if name == "multiworker":
+        resolver = tf.distribute.cluster_resolver.SlurmClusterResolver()
+        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "default":
+        return tf.distribute.get_strategy()
+    raise HparamsError(f"--strategy {name!r}: choose auto, default, mirrored or multiworker")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="gansynth-train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default="mel_prog_hires",
+                        help="architecture preset (mel_prog_hires, mel_prog_1s, tiny)")
+    parser.add_argument("--hparams", default="{}", help="JSON object of hparams (Magenta names)")
+    parser.add_argument("--strategy", default="auto",
+                        help="auto | default | mirrored | multiworker (Slurm)")
+    parser.add_argument("--max_seconds", type=float, default=None,
+                        help="stop (with a checkpoint) after this many seconds; rerun to resume")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        hparams, config = resolve_hparams(args.config, parse_hparams_json(args.hparams))
+        if not os.path.exists(hparams["train_data_path"]):
+            raise HparamsError(f"train_data_path {hparams['train_data_path']} does not exist")
+        counts = pitch_counts(hparams)
+        prepare_run_dir(hparams, config, counts)
+        tf.random.set_seed(hparams["seed"])
+        trainer = Trainer(hparams, config, counts, make_strategy(args.strategy),
+                          log=lambda m: print(m, flush=True))
+        trainer.train(max_seconds=args.max_seconds)
+    except (HparamsError, data_lib.DatasetError, ValueError, OSError) as e:
+        print(f"gansynth-train: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
