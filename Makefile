@@ -26,6 +26,10 @@ $(VENV)/.installed: pyproject.toml
 setup: system-packages $(VENV)/.installed
 
 run: setup
+	@if ! $(PY) -c "import gansynth_live.live" 2>/dev/null; then \
+	  echo "gansynth-live: the live server is not part of this version yet (issue 5)."; \
+	  echo "What works now: the Python API, gansynth-make-dataset, gansynth-train, gansynth-postprocess."; \
+	  exit 1; fi
 	$(PY) -m gansynth_live.live $(ARGS)
 
 test: setup
