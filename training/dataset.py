@@ -382,7 +382,9 @@ def encode_note(note: Note, samples: np.ndarray, *, index: int, instrument: int,
         "channels": ints(samples.shape[1]),
     }
     example = tf.train.Example(features=tf.train.Features(feature=features))
-    return example.SerializeToString()
+    # `features` is a protobuf map: without deterministic=True its wire order follows a
+    # per-process hash seed, so the same note would serialize to different bytes per run.
+    return example.SerializeToString(deterministic=True)
 
 
 def meta_entry(note: Note) -> dict:
