@@ -1,0 +1,550 @@
+"""Offline rendering: `gansynth-generate` turns a MIDI file (or nothing) into WAV files.
+
+    gansynth-generate --ckpt_dir MODEL --output_dir OUT --midi_file song.mid \\
+        [--batch_size 8] [--secs_per_instrument 6] [--seed N] \\
+        [--attack_percent 1 --attack_slope 0.5 --release_percent 25 --release_slope 0.5]
+
+With a MIDI file: one clip, `generated_clip.wav`, in which the timbre moves through the
+piece (a new random instrument every `secs_per_instrument` seconds, each note's latent
+vector slerped between its two neighbours by its start time), every note shaped by the
+Bezier envelope of `gansynth_live.envelope` and scaled by velocity / 127.
+Without one: `--num_notes` random notes at pitches drawn from the model's training
+distribution, each its own `generated_<i>.wav` (Magenta's behaviour).
+Either way `latents.npz` holds every latent vector used; `--latents latents.npz`
+renders them again (exactly, with the same batch size).
+
+Also runnable as `python -m gansynth_live.render`.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import soundfile as sf
+
+from gansynth_live.envelope import DEFAULTS as ENVELOPE_DEFAULTS
+from gansynth_live.envelope import Envelope
+from gansynth_live.latent import slerp
+from gansynth_live.midi import MidiFileError, MidiScore, Note, read_midi
+from gansynth_live.model import Model
+from gansynth_live.model_dir import ModelLoadError, load_model
+
+PROG = "gansynth-generate"
+CLIP_FILE = "generated_clip.wav"
+LATENTS_FILE = "latents.npz"
+MAX_VELOCITY = 127.0
+
+
+class RenderError(Exception):
+    """Bad input to the renderer (the message is shown to the user as is)."""
+
+
+# Timbre schedule ------------------------------------------------------------------------
+
+def anchor_times(end: float, secs_per_instrument: float) -> np.ndarray:
+    """Times (s) of the random instruments: 0, spi, 2 spi, ... up to the first >= `end`.
+
+    Returns max(1, ceil(end / spi)) + 1 times, so there are always at least two anchors
+    and every time in [0, end] lies between two of them (no division by zero for
+    pieces shorter than 2 * spi, unlike Magenta's get_random_instruments).
+    """
+    if not (secs_per_instrument > 0 and math.isfinite(secs_per_instrument)):
+        raise ValueError(f"secs_per_instrument must be a positive number, "
+                         f"got {secs_per_instrument}")
+    n = max(1, math.ceil(max(0.0, end) / secs_per_instrument)) + 1
+    return np.arange(n, dtype=np.float64) * secs_per_instrument
+
+
+def note_latents(starts: Sequence[float], times: np.ndarray, anchors: np.ndarray) -> np.ndarray:
+    """Each note's latent vector: the slerp of the two anchors around its start time.
+
+    Args:
+        starts: note start times (s), shape (N,).
+        times: increasing anchor times (s), shape (K,), K >= 1.
+        anchors: anchor vectors (K, D).
+
+    Returns:
+        float32 (N, D). Times before the first / after the last anchor take that anchor.
+    """
+    starts = np.asarray(starts, np.float64).reshape(-1)
+    times = np.asarray(times, np.float64).reshape(-1)
+    anchors = np.asarray(anchors)
+    if anchors.ndim != 2 or len(anchors) != len(times) or len(times) == 0:
+        raise ValueError(f"need K >= 1 anchor times and (K, D) anchors, got {times.shape} "
+                         f"and {anchors.shape}")
+    if np.any(np.diff(times) <= 0):
+        raise ValueError("anchor times must be strictly increasing")
+    if len(times) == 1:
+        return np.repeat(anchors.astype(np.float32), len(starts), axis=0)
+    k = np.clip(np.searchsorted(times, starts, side="right") - 1, 0, len(times) - 2)
+    frac = np.clip((starts - times[k]) / (times[k + 1] - times[k]), 0.0, 1.0)
+    return slerp(anchors[k], anchors[k + 1], frac).astype(np.float32)
+
+
+# Notes ----------------------------------------------------------------------------------
+
+def fit_pitch(pitch: int, vocabulary: Sequence[int], octave_shift: bool) -> int | None:
+    """`pitch` if the model has it; else, with `octave_shift`, the nearest octave of it
+    that the model has (ties go down); else None."""
+    vocab = set(vocabulary)
+    if pitch in vocab:
+        return pitch
+    if not octave_shift:
+        return None
+    candidates = [p for p in vocab if (p - pitch) % 12 == 0]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda p: (abs(p - pitch), p))
+
+
+@dataclasses.dataclass
+class RenderResult:
+    """What a render made.
+
+    Attributes:
+        audio: (samples, channels) float32 mix (MIDI mode) -- or a list of per-note
+            (num_samples, channels) arrays in random mode.
+        sample_rate: the model's rate.
+        note_z: (N, D) float32 latent vector of every rendered note.
+        note_pitch: (N,) pitches rendered (after octave shifting).
+        notes: the rendered notes (MIDI mode; start/end in seconds, source pitch).
+        anchors, anchor_times: the timbre schedule (MIDI mode).
+        gain: the factor the mix was multiplied by to avoid clipping (1.0 if none).
+        skipped_out_of_range, shifted: note counts.
+    """
+
+    audio: np.ndarray | list
+    sample_rate: int
+    note_z: np.ndarray
+    note_pitch: np.ndarray
+    notes: list[Note] = dataclasses.field(default_factory=list)
+    anchors: np.ndarray | None = None
+    anchor_times: np.ndarray | None = None
+    gain: float = 1.0
+    skipped_out_of_range: int = 0
+    shifted: int = 0
+
+
+def _generate_unique(model: Model, z: np.ndarray, pitches: np.ndarray, batch_size: int,
+                     consume: Callable[[int, np.ndarray], None], progress: bool) -> None:
+    """Generate every distinct (z, pitch) once, `batch_size` at a time, calling
+    consume(index_of_the_unique_item_in_input_order, audio (num_samples, channels))."""
+    from tqdm import tqdm
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    model.max_batch = batch_size
+    with tqdm(total=len(z), unit="note", desc="generating", disable=None if progress else True,
+              file=sys.stderr, leave=False) as bar:
+        for begin in range(0, len(z), batch_size):
+            audio = model.generate(z[begin:begin + batch_size], pitches[begin:begin + batch_size])
+            for offset, note_audio in enumerate(audio):
+                consume(begin + offset, note_audio)
+            bar.update(len(audio))
+
+
+def render_midi(model: Model, notes: Sequence[Note], *, envelope: Envelope | None = None,
+                anchors: np.ndarray | None = None, times: np.ndarray | None = None,
+                seed: int | None = None, secs_per_instrument: float = 6.0,
+                batch_size: int = 8, octave_shift: bool = False, normalize: bool = False,
+                progress: bool = False) -> RenderResult:
+    """Render `notes` with `model` into one mix.
+
+    Args:
+        model: the generator.
+        notes: notes in seconds (e.g. `read_midi(...).notes`); pitches the model lacks are
+            skipped (counted) or, with `octave_shift`, moved by octaves into its vocabulary.
+        envelope: attack/release shape (default `Envelope()`).
+        anchors, times: the timbre schedule; when None, ``anchor_times(end, spi)`` with
+            anchors ``model.random_z(len(times), seed)``.
+        batch_size: notes per generator call.
+        normalize: peak-normalise the mix to 1.0 always (otherwise only if it would clip).
+
+    Returns:
+        RenderResult with audio (samples, channels) float32; its length is
+        max(note start + sounding length), so the last note always fits.
+
+    Raises RenderError when no note is playable.
+    """
+    envelope = envelope or Envelope()
+    sr, length = model.sample_rate, model.num_samples
+    kept, rendered_pitch, skipped, shifted = [], [], 0, 0
+    for note in notes:
+        pitch = fit_pitch(note.pitch, model.pitches, octave_shift)
+        if pitch is None:
+            skipped += 1
+            continue
+        shifted += pitch != note.pitch
+        kept.append(note)
+        rendered_pitch.append(pitch)
+    if not kept:
+        raise RenderError(f"no playable notes: {len(notes)} notes, {skipped} outside the "
+                          f"model's pitches {model.pitches[0]}..{model.pitches[-1]}")
+    end = max(n.end for n in kept)
+    if anchors is None:
+        times = anchor_times(end, secs_per_instrument)
+        anchors = model.random_z(len(times), seed)
+    z = note_latents([n.start for n in kept], times, anchors)
+    pitch_arr = np.asarray(rendered_pitch, np.int32)
+
+    # Sample geometry of every note, then the buffer that fits the last one.
+    starts = np.array([int(round(n.start * sr)) for n in kept], np.int64)
+    helds = np.array([max(0, int(round(n.end * sr)) - s) for n, s in zip(kept, starts)], np.int64)
+    sounding = np.array([envelope.sounding_length(h, length) for h in helds], np.int64)
+    total = int(np.max(starts + sounding))
+    mix = np.zeros((total, model.channels), np.float32)
+
+    # Generate each distinct (z, pitch) once; place every note that uses it.
+    keys: dict[tuple[bytes, int], int] = {}
+    users: list[list[int]] = []
+    for i in range(len(kept)):
+        key = (z[i].tobytes(), int(pitch_arr[i]))
+        if key not in keys:
+            keys[key] = len(users)
+            users.append([])
+        users[keys[key]].append(i)
+    unique = [u[0] for u in users]
+    gains: dict[int, np.ndarray] = {}
+
+    def place(u: int, audio: np.ndarray) -> None:
+        for i in users[u]:
+            n = int(sounding[i])
+            if n == 0:
+                continue
+            held = int(helds[i])
+            if held not in gains:
+                gains[held] = envelope.note_gain(held, length).astype(np.float32)
+            g = gains[held] * np.float32(kept[i].velocity / MAX_VELOCITY)
+            mix[starts[i]:starts[i] + n] += audio[:n] * g[:, np.newaxis]
+
+    _generate_unique(model, z[unique], pitch_arr[unique], batch_size, place, progress)
+    mix, gain = _normalized(mix, normalize)
+    return RenderResult(mix, sr, z, pitch_arr, kept, np.asarray(anchors, np.float32),
+                        np.asarray(times, np.float64), gain, skipped, shifted)
+
+
+def render_random(model: Model, num_notes: int, *, seed: int | None = None,
+                  z: np.ndarray | None = None, pitches: np.ndarray | None = None,
+                  batch_size: int = 8, normalize: bool = False, progress: bool = False
+                  ) -> RenderResult:
+    """`num_notes` random notes, each its own clip (Magenta's no-MIDI behaviour).
+
+    z ~ N(0, 1) and pitches drawn from the model's training pitch distribution, both
+    from `seed`, unless `z` and `pitches` are given. audio is a list of
+    (num_samples, channels) arrays, unshaped (no envelope), each normalised only if
+    asked (`normalize`); model output never clips.
+    """
+    if z is None:
+        if num_notes < 1:
+            raise ValueError(f"num_notes must be >= 1, got {num_notes}")
+        rng = np.random.default_rng(seed)
+        z = rng.standard_normal((num_notes, model.latent_size)).astype(np.float32)
+        counts = np.array([model.pitch_counts.get(p, 0) for p in model.pitches], np.float64)
+        if counts.sum() <= 0:
+            counts[:] = 1.0
+        pitches = rng.choice(np.asarray(model.pitches), size=num_notes, p=counts / counts.sum())
+    z = np.asarray(z, np.float32)
+    pitches = np.asarray(pitches, np.int32)
+    clips: list[np.ndarray] = [np.empty(0)] * len(z)
+
+    def keep(i: int, audio: np.ndarray) -> None:
+        clips[i] = _normalized(audio.astype(np.float32), normalize)[0]
+
+    _generate_unique(model, z, pitches, batch_size, keep, progress)
+    return RenderResult(clips, model.sample_rate, z, pitches)
+
+
+def _normalized(audio: np.ndarray, always: bool) -> tuple[np.ndarray, float]:
+    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+    if peak > 1.0 or (always and peak > 0.0):
+        gain = 1.0 / peak
+        audio *= np.float32(gain)
+        np.clip(audio, -1.0, 1.0, out=audio)  # float rounding of peak * (1 / peak)
+        return audio, gain
+    return audio, 1.0
+
+
+# Output ---------------------------------------------------------------------------------
+
+def write_wav(path: os.PathLike | str, audio: np.ndarray, sample_rate: int, fmt: str) -> None:
+    """Write (samples, channels) audio in [-1, 1] as 'pcm16' (x * 32767, rounded) or 'float'."""
+    audio = np.asarray(audio, np.float32)
+    if fmt == "pcm16":
+        data = np.round(np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16)
+        sf.write(os.fspath(path), data, sample_rate, subtype="PCM_16", format="WAV")
+    elif fmt == "float":
+        sf.write(os.fspath(path), audio, sample_rate, subtype="FLOAT", format="WAV")
+    else:
+        raise ValueError(f"format must be 'pcm16' or 'float', got {fmt!r}")
+
+
+def write_outputs(output_dir: Path, writers: dict[str, Callable[[Path], None]]) -> list[Path]:
+    """Write every file into a hidden temporary directory inside `output_dir`, then
+    rename them into place; on any error nothing is left behind (and `output_dir` is
+    removed again if this call created it). Returns the final paths."""
+    created = not output_dir.exists()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".gansynth-generate-", dir=output_dir))
+    done: list[Path] = []
+    try:
+        for name, write in writers.items():
+            write(tmp / name)
+        for name in writers:
+            os.replace(tmp / name, output_dir / name)
+            done.append(output_dir / name)
+    except BaseException:
+        for path in done:  # a rename failed midway: take back the ones already moved
+            path.unlink(missing_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        if created:
+            shutil.rmtree(output_dir, ignore_errors=True)
+        raise
+    shutil.rmtree(tmp, ignore_errors=True)
+    return done
+
+
+def _latents_writer(result: RenderResult, mode: str, seed: int | None, model: Model,
+                    envelope: Envelope | None, secs_per_instrument: float
+                    ) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        data = {
+            "mode": np.array(mode),
+            "seed": np.array(-1 if seed is None else seed, np.int64),
+            "model": np.array(model.name),
+            "sample_rate": np.array(model.sample_rate),
+            "note_z": result.note_z.astype(np.float32),
+            "note_pitch": np.asarray(result.note_pitch, np.int32),
+        }
+        if mode == "midi":
+            data.update(
+                anchors=np.asarray(result.anchors, np.float32),
+                anchor_times=np.asarray(result.anchor_times, np.float64),
+                secs_per_instrument=np.array(secs_per_instrument, np.float64),
+                note_start=np.array([n.start for n in result.notes], np.float64),
+                note_end=np.array([n.end for n in result.notes], np.float64),
+                note_velocity=np.array([n.velocity for n in result.notes], np.int32),
+                note_source_pitch=np.array([n.pitch for n in result.notes], np.int32),
+                **{k: np.array(v, np.float64) for k, v in envelope.params().items()})
+        with open(path, "wb") as f:
+            np.savez(f, **data)
+    return write
+
+
+def load_latents(path: os.PathLike | str, latent_size: int, mode: str) -> dict[str, np.ndarray]:
+    """Read a latents.npz written by this command, checked against the model and mode."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            data = {k: npz[k] for k in npz.files}
+    except FileNotFoundError:
+        raise RenderError(f"latents file {path}: no such file") from None
+    except Exception as e:  # noqa: BLE001 - np.load raises many kinds for a bad file
+        raise RenderError(f"latents file {path} is unreadable: {e}") from None
+    needed = ["mode", "note_z", "note_pitch"] + (["anchors", "anchor_times"]
+                                                  if mode == "midi" else [])
+    missing = [k for k in needed if k not in data]
+    if missing:
+        raise RenderError(f"latents file {path} lacks {', '.join(missing)}")
+    if str(data["mode"]) != mode:
+        raise RenderError(f"latents file {path} is from a {data['mode']} render; "
+                          f"this is a {mode} render")
+    key = "anchors" if mode == "midi" else "note_z"
+    z = data[key]
+    if z.ndim != 2 or z.shape[1] != latent_size or not np.all(np.isfinite(z)):
+        raise RenderError(f"latents file {path}: {key} has shape {z.shape}; the model needs "
+                          f"(n, {latent_size}) finite values")
+    if mode == "midi":
+        times = data["anchor_times"]
+        if times.shape != (len(z),) or np.any(np.diff(times) <= 0):
+            raise RenderError(f"latents file {path}: anchor_times must be {len(z)} "
+                              f"increasing times")
+    return data
+
+
+# Command line ---------------------------------------------------------------------------
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, no usage dump
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _positive_float():
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+        if not (value > 0 and math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+        return value
+    return parse
+
+
+def _positive_int():
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+        return value
+    return parse
+
+
+def _in_range(low: float, high: float):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+        if not (low <= value <= high):
+            raise argparse.ArgumentTypeError(f"must be in {low:g}..{high:g}, got {text}")
+        return value
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description="Render a MIDI file (or random notes) with a GANSynth "
+                                       "model into WAV files.")
+
+    def add(name: str, **kw):
+        p.add_argument(f"--{name}", *([f"--{name.replace('_', '-')}"] if "_" in name else []),
+                       dest=name, **kw)
+
+    add("ckpt_dir", metavar="MODEL", help="project model dir, postprocessed training dir or "
+        "Magenta GANSynth dir (default: the embedded default model)")
+    add("output_dir", metavar="DIR", required=True, help="where the WAV files and "
+        f"{LATENTS_FILE} go (created if missing)")
+    add("midi_file", metavar="FILE", help="MIDI file to render; without it, --num_notes random "
+        "notes, one WAV each")
+    add("batch_size", type=_positive_int(), default=8, metavar="N",
+        help="notes per generator call (default 8)")
+    add("secs_per_instrument", type=_positive_float(), default=6.0,
+        metavar="S", help="seconds between random instruments (default 6)")
+    add("seed", type=int, help="random seed (default: a fresh one, printed and saved)")
+    for name, high in (("attack_percent", 100.0), ("attack_slope", 1.0),
+                       ("release_percent", 100.0), ("release_slope", 1.0)):
+        add(name, type=_in_range(0.0, high), default=ENVELOPE_DEFAULTS[name],
+            metavar="X", help=f"0..{high:g} (default {ENVELOPE_DEFAULTS[name]:g})")
+    add("format", choices=("pcm16", "float"), default="pcm16",
+        help="WAV sample format (default pcm16)")
+    add("normalize", action="store_true", help="always peak-normalise (default: only if the "
+        "mix would clip)")
+    add("octave_shift", action="store_true", help="move notes outside the model's pitches by "
+        "octaves into range (default: skip them)")
+    add("include_drums", action="store_true", help="keep MIDI channel 10 (skipped by default)")
+    add("num_notes", type=_positive_int(), default=8, metavar="N",
+        help="random notes to render without --midi_file (default 8)")
+    add("latents", metavar="FILE", help=f"render the latent vectors of a {LATENTS_FILE} again "
+        "(its anchors for a MIDI file, its notes without one)")
+    add("quiet", action="store_true", help="no progress bar or summary")
+    return p
+
+
+def _run(args: argparse.Namespace) -> list[Path]:
+    def say(text: str) -> None:
+        if not args.quiet:
+            print(text, flush=True)
+
+    output_dir = Path(args.output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise RenderError(f"--output_dir {output_dir} exists and is not a directory")
+    envelope = Envelope(args.attack_percent, args.attack_slope, args.release_percent,
+                        args.release_slope)
+    score: MidiScore | None = None
+    if args.midi_file:
+        score = read_midi(args.midi_file, include_drums=args.include_drums)
+        if not score.notes:
+            extra = (f" ({score.drum_notes_skipped} drum notes on channel 10 skipped; "
+                     f"--include_drums keeps them)" if score.drum_notes_skipped else "")
+            raise RenderError(f"no playable notes in {args.midi_file}{extra}")
+    model = load_model(args.ckpt_dir)
+    mode = "midi" if score else "random"
+    latents = load_latents(args.latents, model.latent_size, mode) if args.latents else None
+    seed = args.seed
+    if latents is not None and seed is None and int(latents.get("seed", -1)) >= 0:
+        seed = int(latents["seed"])
+    if seed is None and latents is None:
+        seed = secrets.randbits(31)
+
+    if score:
+        try:
+            result = render_midi(
+                model, score.notes, envelope=envelope,
+                anchors=None if latents is None else latents["anchors"],
+                times=None if latents is None else latents["anchor_times"], seed=seed,
+                secs_per_instrument=args.secs_per_instrument, batch_size=args.batch_size,
+                octave_shift=args.octave_shift, normalize=args.normalize,
+                progress=not args.quiet)
+        except RenderError as e:
+            drums = (f", {score.drum_notes_skipped} drum notes skipped"
+                     if score.drum_notes_skipped else "")
+            hint = "" if args.octave_shift else " (--octave_shift folds them into range)"
+            raise RenderError(f"{args.midi_file}: {e}{drums}{hint}") from None
+        writers = {CLIP_FILE: lambda p: write_wav(p, result.audio, result.sample_rate,
+                                                  args.format)}
+    else:
+        result = render_random(
+            model, args.num_notes, seed=seed,
+            z=None if latents is None else latents["note_z"],
+            pitches=None if latents is None else latents["note_pitch"],
+            batch_size=args.batch_size, normalize=args.normalize, progress=not args.quiet)
+        writers = {f"generated_{i}.wav": (lambda p, a=a: write_wav(p, a, result.sample_rate,
+                                                                   args.format))
+                   for i, a in enumerate(result.audio)}
+    writers[LATENTS_FILE] = _latents_writer(result, mode, seed, model, envelope,
+                                            args.secs_per_instrument)
+    paths = write_outputs(output_dir, writers)
+
+    if score:
+        seconds = len(result.audio) / result.sample_rate
+        say(f"rendered {len(result.notes)} notes ({len(result.note_z)} latent vectors, "
+            f"{len(result.anchors)} instruments) into {paths[0]}: {seconds:.2f} s, "
+            f"{model.channels} ch, {model.sample_rate} Hz")
+        if score.drum_notes_skipped:
+            say(f"skipped {score.drum_notes_skipped} drum notes (channel 10; --include_drums "
+                f"keeps them)")
+        if result.skipped_out_of_range:
+            say(f"skipped {result.skipped_out_of_range} notes outside the model's pitches "
+                f"{model.pitches[0]}..{model.pitches[-1]}"
+                + ("" if args.octave_shift else " (--octave_shift folds them into range)"))
+        if result.shifted:
+            say(f"moved {result.shifted} notes by octaves into the model's range")
+        if result.gain != 1.0:
+            say(f"normalised the mix by {20 * math.log10(result.gain):+.1f} dB")
+    else:
+        say(f"rendered {len(result.audio)} random notes into {output_dir}/generated_*.wav")
+    say(f"latent vectors in {output_dir / LATENTS_FILE}"
+        + (f" (seed {seed})" if seed is not None else ""))
+    return paths
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The `gansynth-generate` command; returns the exit status (0 ok, 1 bad input, 2 usage)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, or a usage error already printed on one line
+        return e.code if isinstance(e.code, int) else 2
+    try:
+        _run(args)
+    except (RenderError, MidiFileError, ModelLoadError, ValueError, OSError) as e:
+        message = str(e).replace("\n", " ")
+        print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; nothing written", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

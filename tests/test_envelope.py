@@ -1,0 +1,176 @@
+"""Bezier attack/release envelopes: curve shapes, note geometry, the live block API."""
+import math
+import tracemalloc
+
+import bezier
+import numpy as np
+import pytest
+
+from gansynth_live.envelope import TABLE_SIZE, BlockGain, Envelope, expand_slope
+
+L = 16000  # rendered note length used below (the tiny model's 1 s at 16 kHz)
+
+
+def test_slope_mapping_matches_gansynth_stereo():
+    assert [expand_slope(s) for s in (0.0, 0.25, 0.5, 0.75, 1.0)] == [0.0, 0.125, 0.5, 0.875, 1.0]
+
+
+def test_slope_half_is_exactly_linear():
+    env = Envelope(attack_slope=0.5, release_slope=0.5)
+    x = np.linspace(0.0, 1.0, 1001)
+    np.testing.assert_allclose(env.attack_curve(x), x, atol=1e-12)
+    np.testing.assert_allclose(env.release_curve(x), 1.0 - x, atol=1e-12)
+    np.testing.assert_allclose(env.attack_table, np.linspace(0, 1, TABLE_SIZE), atol=1e-12)
+
+
+@pytest.mark.parametrize("slope", [0.0, 0.1, 0.3, 0.7, 0.9, 1.0])
+def test_tables_are_the_bezier_curves_as_functions_of_x(slope):
+    env = Envelope(attack_slope=slope, release_slope=slope)
+    a, r = expand_slope(slope), expand_slope(1.0 - slope)
+    t = np.linspace(0.0, 1.0, 257)
+    attack = bezier.Curve(np.asfortranarray([[0.0, 1 - a, 1.0], [0.0, a, 1.0]]), degree=2)
+    release = bezier.Curve(np.asfortranarray([[0.0, r, 1.0], [1.0, r, 0.0]]), degree=2)
+    for curve, lookup in ((attack, env.attack_curve), (release, env.release_curve)):
+        x, y = curve.evaluate_multi(t)
+        # Linear interpolation of an 8193-point table; steepest near an end for slopes 0/1.
+        np.testing.assert_allclose(lookup(x), y, atol=2e-2 if slope in (0.0, 1.0) else 1e-4)
+        inner = (x > 0.05) & (x < 0.95)
+        np.testing.assert_allclose(lookup(x[inner]), y[inner], atol=1e-5)
+    assert np.all(np.diff(env.attack_table) >= 0) and np.all(np.diff(env.release_table) <= 0)
+    assert env.attack_table[0] == 0 and env.attack_table[-1] == 1
+    assert env.release_table[0] == 1 and env.release_table[-1] == 0
+
+
+def test_higher_slope_changes_faster():
+    mid = [Envelope(attack_slope=s, release_slope=s) for s in (0.2, 0.5, 0.8)]
+    attack = [float(e.attack_curve(0.5)) for e in mid]
+    release = [float(e.release_curve(0.5)) for e in mid]
+    assert attack[1] == pytest.approx(0.5) and release[1] == pytest.approx(0.5)
+    assert attack[0] < attack[1] < attack[2]  # higher slope: quicker rise
+    assert release[0] > release[1] > release[2]  # higher slope: quicker fall
+
+
+@pytest.mark.parametrize("name,value", [("attack_percent", 150), ("attack_percent", -1),
+                                        ("release_percent", 100.5), ("attack_slope", 1.5),
+                                        ("release_slope", -0.1), ("release_slope", math.nan),
+                                        ("attack_percent", "abc")])
+def test_bad_parameters_name_the_parameter_and_range(name, value):
+    with pytest.raises(ValueError, match=name) as info:
+        Envelope(**{name: value})
+    assert ".." in str(info.value)
+
+
+def test_envelope_is_immutable_and_comparable():
+    env = Envelope(2, 0.6, 30, 0.4)
+    with pytest.raises(AttributeError):
+        env.attack_percent = 5
+    assert env == Envelope(2, 0.6, 30, 0.4) and env != Envelope()
+    assert env.params() == {"attack_percent": 2.0, "attack_slope": 0.6,
+                            "release_percent": 30.0, "release_slope": 0.4}
+
+
+def test_note_geometry_short_note():
+    env = Envelope(attack_percent=1, release_percent=25)  # A = 160, R = 4000 samples
+    assert env.segment_lengths(L) == (160, 4000)
+    held = 3000
+    gain = env.note_gain(held, L)
+    assert len(gain) == held + 4000 == env.sounding_length(held, L)
+    assert gain[0] == 0.0
+    assert gain[80] == pytest.approx(0.5)  # linear attack, halfway
+    assert gain[159] < 1.0 and np.all(gain[160:held + 1] == 1.0)  # attack ends at A
+    assert gain[held] == 1.0 and gain[held + 1] < 1.0  # release starts at the note's end
+    assert gain[held + 2000] == pytest.approx(0.5)  # linear release, halfway
+    assert gain[-1] == pytest.approx(1 / 4000)  # one step before 0
+
+
+def test_note_held_past_the_rendered_audio_fades_out_at_its_end():
+    env = Envelope(attack_percent=1, release_percent=25)
+    for held in (L - 4000, L - 100, L, 5 * L):
+        gain = env.note_gain(held, L)
+        assert env.release_start(held, L) == L - 4000
+        assert len(gain) == L  # never longer than the rendered audio
+        assert gain[L - 4000] == 1.0 and gain[L - 4000 + 2000] == pytest.approx(0.5)
+
+
+def test_zero_percents():
+    gain = Envelope(attack_percent=0, release_percent=0).note_gain(1000, L)
+    assert len(gain) == 1000 and np.all(gain == 1.0)  # full gain at once, stops at note end
+    gain = Envelope(attack_percent=0, release_percent=25).note_gain(1000, L)
+    assert gain[0] == 1.0 and len(gain) == 5000
+    gain = Envelope(attack_percent=1, release_percent=0).note_gain(L * 2, L)
+    assert len(gain) == L and gain[-1] == 1.0
+    assert len(Envelope().note_gain(0, L)) == 4000  # a zero-length note still releases
+    assert np.all(Envelope().note_gain(0, L) == 0.0)  # ... from the level it reached: 0
+
+
+def test_release_during_attack_starts_from_the_level_reached():
+    env = Envelope(attack_percent=10, release_percent=10)  # A = R = 1600
+    gain = env.note_gain(400, L)  # released a quarter into the attack
+    assert len(gain) == 400 + 1600
+    assert gain[399] == pytest.approx(399 / 1600)
+    assert gain[400] == pytest.approx(0.25)  # no jump
+    assert gain[400 + 800] == pytest.approx(0.125)
+    assert np.all(np.diff(gain[400:]) <= 0)
+
+
+def test_full_percent_attack_and_release_overlap():
+    env = Envelope(attack_percent=100, release_percent=50)
+    gain = env.note_gain(L, L)  # release due at L/2, in the middle of the attack
+    assert len(gain) == L
+    assert gain[L // 2] == pytest.approx(0.5)
+    assert gain[L // 2 + L // 4] == pytest.approx(0.25)
+
+
+def _blockwise(env, held, rendered, block, preset_auto_release):
+    attack, release = env.segment_lengths(rendered)
+    start = env.release_start(held, rendered)
+    bg = BlockGain(env, block)
+    out = np.empty(block)
+    chunks, pos = [], 0
+    # A live voice either knows the auto-release point (L - R) from note-on and lowers it
+    # at note-off, or learns the release time only in the block where it happens.
+    rel = env.release_start(rendered, rendered) if preset_auto_release else None
+    while True:
+        if pos + block > held:  # note-off arrives in this block
+            rel = min(rel, held) if preset_auto_release else start
+        elif not preset_auto_release and pos + block > start:
+            rel = start
+        n = bg.fill(out, pos, block, attack, rel, release)
+        chunks.append(out[:n].copy())
+        assert np.all(out[n:] == 0.0)
+        if n < block:
+            break
+        pos += block
+    return np.concatenate(chunks)
+
+
+@pytest.mark.parametrize("preset_auto_release", [False, True])
+@pytest.mark.parametrize("held,block", [(3000, 256), (200, 64), (20000, 1000), (0, 128),
+                                        (14000, 512)])
+def test_block_gain_matches_the_whole_note(held, block, preset_auto_release):
+    env = Envelope(attack_percent=3, attack_slope=0.8, release_percent=20, release_slope=0.3)
+    np.testing.assert_array_equal(_blockwise(env, held, L, block, preset_auto_release),
+                                  env.note_gain(held, L))
+
+
+def test_block_gain_allocates_nothing():
+    env = Envelope(attack_percent=5, release_percent=30, attack_slope=0.7)
+    attack, release = env.segment_lengths(L)
+    bg = BlockGain(env, 4096)
+    out = np.empty(4096)
+    bg.fill(out, 100, 4096, attack, 3000, release)  # warm-up
+    tracemalloc.start()
+    try:
+        for pos in range(0, L, 4096):
+            bg.fill(out, pos, 4096, attack, None, release)
+            bg.fill(out, pos, 4096, attack, 3000, release)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4096  # one 4096-frame float64 temporary alone would be 32 KiB
+
+
+def test_block_gain_rejects_oversized_blocks():
+    bg = BlockGain(Envelope(), 64)
+    with pytest.raises(ValueError, match="max_frames"):
+        bg.fill(np.empty(128), 0, 128, 10, None, 10)

@@ -1,0 +1,175 @@
+"""gansynth-generate as a command: outputs, repeatability, drums/range flags, bad input."""
+import os
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from render_helpers import L, SR, TPB, models, off, on, run, song, tempo, write_midi  # noqa: F401
+
+# The command line -----------------------------------------------------------------------
+
+def test_cli_renders_repeatably_and_the_latents_file_reproduces(models, song, tmp_path, capsys):
+    common = ["--ckpt_dir", models["mono"], "--midi_file", song, "--secs_per_instrument", 1]
+    rc, out, _ = run(common + ["--output_dir", tmp_path / "a", "--seed", 5], capsys)
+    assert rc == 0 and "seed 5" in out
+    assert sorted(os.listdir(tmp_path / "a")) == ["generated_clip.wav", "latents.npz"]
+    info = sf.info(tmp_path / "a" / "generated_clip.wav")
+    assert (info.samplerate, info.channels, info.subtype) == (SR, 1, "PCM_16")
+    assert info.frames == 44000  # 2.5 s + 0.25 s release (release_percent 25 of 1 s)
+    audio, _ = sf.read(tmp_path / "a" / "generated_clip.wav")
+    assert np.all(audio[8000:32001] == 0.0) and np.any(audio[32001:32100] != 0.0)
+
+    rc, _, _ = run(common + ["--output_dir", tmp_path / "b", "--seed", 5], capsys)
+    assert rc == 0
+    wav = (tmp_path / "a" / "generated_clip.wav").read_bytes()
+    assert (tmp_path / "b" / "generated_clip.wav").read_bytes() == wav
+    with np.load(tmp_path / "a" / "latents.npz") as a, np.load(tmp_path / "b" / "latents.npz") as b:
+        assert a.files == b.files
+        for key in a.files:
+            np.testing.assert_array_equal(a[key], b[key])
+        assert a["anchors"].shape == (4, 16)  # 2.5 s at 1 s per instrument: 0, 1, 2, 3 s
+        assert list(a["note_pitch"]) == [60, 64] and str(a["mode"]) == "midi"
+
+    rc, _, _ = run(["--ckpt_dir", models["mono"], "--midi_file", song, "--output_dir",
+                    tmp_path / "c", "--latents", tmp_path / "a" / "latents.npz"], capsys)
+    assert rc == 0 and (tmp_path / "c" / "generated_clip.wav").read_bytes() == wav
+
+    rc, _, _ = run(common + ["--output_dir", tmp_path / "d", "--seed", 6], capsys)
+    assert rc == 0 and (tmp_path / "d" / "generated_clip.wav").read_bytes() != wav
+
+
+def test_cli_stereo_model_writes_two_channels(models, tmp_path, capsys):
+    path = write_midi(tmp_path / "s.mid", [[(0, on(60)), (TPB, off(60))]])
+    rc, _, _ = run(["--ckpt_dir", models["stereo"], "--output_dir", tmp_path / "out",
+                    "--midi_file", path, "--format", "float", "--seed", 1], capsys)
+    assert rc == 0
+    audio, sr = sf.read(tmp_path / "out" / "generated_clip.wav", dtype="float32")
+    assert sr == SR and audio.shape == (8000 + 4000, 2)
+    assert sf.info(tmp_path / "out" / "generated_clip.wav").subtype == "FLOAT"
+    assert not np.array_equal(audio[:, 0], audio[:, 1])  # two generated channels
+
+
+def test_cli_drums_and_out_of_range_notes(models, tmp_path, capsys):
+    path = write_midi(tmp_path / "mixed.mid", [
+        [(0, on(60)), (TPB, off(60)), (0, on(24)), (TPB, off(24)), (0, on(100)), (TPB, off(100))],
+        [(0, on(36, ch=9)), (TPB // 2, off(36, ch=9)), (0, on(38, ch=9)), (TPB // 2, off(38, ch=9))]])
+    rc, out, _ = run(["--ckpt_dir", models["mono"], "--output_dir", tmp_path / "a",
+                      "--midi_file", path, "--seed", 1], capsys)
+    assert rc == 0
+    assert "skipped 2 drum notes" in out and "skipped 2 notes outside" in out
+    with np.load(tmp_path / "a" / "latents.npz") as npz:
+        assert list(npz["note_pitch"]) == [60]
+    rc, out, _ = run(["--ckpt_dir", models["mono"], "--output_dir", tmp_path / "b",
+                      "--midi_file", path, "--seed", 1, "--octave_shift", "--include_drums"],
+                     capsys)
+    assert rc == 0 and "moved 2 notes by octaves" in out
+    with np.load(tmp_path / "b" / "latents.npz") as npz:
+        pitches = sorted(zip(npz["note_start"], npz["note_source_pitch"], npz["note_pitch"]))
+    assert pitches == [(0.0, 36, 36), (0.0, 60, 60), (0.25, 38, 38), (0.5, 24, 36),
+                       (1.0, 100, 76)]
+
+
+def test_cli_random_notes_without_midi(models, tmp_path, capsys):
+    rc, _, _ = run(["--ckpt_dir", models["mono"], "--output_dir", tmp_path / "a",
+                    "--num_notes", 3, "--seed", 2], capsys)
+    assert rc == 0
+    names = sorted(os.listdir(tmp_path / "a"))
+    assert names == ["generated_0.wav", "generated_1.wav", "generated_2.wav", "latents.npz"]
+    assert sf.info(tmp_path / "a" / "generated_0.wav").frames == L
+    rc, _, _ = run(["--ckpt_dir", models["mono"], "--output_dir", tmp_path / "b",
+                    "--latents", tmp_path / "a" / "latents.npz"], capsys)
+    assert rc == 0
+    for name in names[:3]:
+        assert (tmp_path / "b" / name).read_bytes() == (tmp_path / "a" / name).read_bytes()
+
+
+def _bad_model(tmp_path):
+    path = tmp_path / "broken_model"
+    path.mkdir()
+    (path / "config.json").write_text("{not json")
+    return path
+
+
+@pytest.mark.parametrize("case,expect", [
+    ("missing_midi", "no such file"),
+    ("empty_midi", "not a valid MIDI file"),
+    ("corrupt_midi", "not a valid MIDI file"),
+    ("no_notes", "no playable notes"),
+    ("drums_only", "no playable notes"),
+    ("out_of_range_only", "no playable notes"),
+    ("unreadable_model", "cannot load model"),
+    ("missing_model", "cannot load model"),
+    ("attack_percent", "--attack_percent"),
+    ("batch_size", "--batch_size"),
+    ("secs_per_instrument", "--secs_per_instrument"),
+    ("release_slope", "--release_slope"),
+    ("nan_slope", "--attack_slope"),
+    ("format", "--format"),
+    ("seed", "--seed"),
+    ("output_is_a_file", "not a directory"),
+    ("bad_latents", "latents file"),
+])
+def test_bad_input_one_line_error_and_nothing_written(models, tmp_path, capsys, case, expect):
+    midi = write_midi(tmp_path / "ok.mid", [[(0, on(60)), (TPB, off(60))]])
+    out_dir = tmp_path / "out"
+    args = {"--ckpt_dir": models["mono"], "--output_dir": out_dir, "--midi_file": midi}
+    if case == "missing_midi":
+        args["--midi_file"] = tmp_path / "nope.mid"
+    elif case == "empty_midi":
+        (tmp_path / "empty.mid").write_bytes(b"")
+        args["--midi_file"] = tmp_path / "empty.mid"
+    elif case == "corrupt_midi":
+        (tmp_path / "bad.mid").write_bytes(b"MThd\x00\x00\x00\x06\x00\x01garbage")
+        args["--midi_file"] = tmp_path / "bad.mid"
+    elif case == "no_notes":
+        args["--midi_file"] = write_midi(tmp_path / "n.mid", [[(0, tempo(90))]])
+    elif case == "drums_only":
+        args["--midi_file"] = write_midi(tmp_path / "d.mid", [[(0, on(36, ch=9)),
+                                                              (TPB, off(36, ch=9))]])
+    elif case == "out_of_range_only":
+        args["--midi_file"] = write_midi(tmp_path / "r.mid", [[(0, on(100)), (TPB, off(100))]])
+    elif case == "unreadable_model":
+        args["--ckpt_dir"] = _bad_model(tmp_path)
+    elif case == "missing_model":
+        args["--ckpt_dir"] = tmp_path / "no_model"
+    elif case == "attack_percent":
+        args["--attack_percent"] = 150
+    elif case == "batch_size":
+        args["--batch_size"] = 0
+    elif case == "secs_per_instrument":
+        args["--secs_per_instrument"] = 0
+    elif case == "release_slope":
+        args["--release_slope"] = -0.1
+    elif case == "nan_slope":
+        args["--attack_slope"] = "nan"
+    elif case == "format":
+        args["--format"] = "mp3"
+    elif case == "seed":
+        args["--seed"] = "abc"
+    elif case == "output_is_a_file":
+        out_dir.write_text("x")
+    elif case == "bad_latents":
+        (tmp_path / "l.npz").write_bytes(b"garbage")
+        args["--latents"] = tmp_path / "l.npz"
+    argv = [str(v) for kv in args.items() for v in kv]
+    rc, out, err = run(argv, capsys)
+    assert rc != 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gansynth-generate: error:"), err
+    assert expect in lines[0]
+    if case == "output_is_a_file":
+        assert out_dir.read_text() == "x"
+    else:
+        assert not out_dir.exists()
+
+
+def test_existing_output_dir_is_left_as_it_was_on_error(models, tmp_path, capsys):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    (out_dir / "keep.txt").write_text("mine")
+    empty = tmp_path / "e.mid"
+    empty.write_bytes(b"")
+    rc, _, _ = run(["--ckpt_dir", models["mono"], "--output_dir", out_dir, "--midi_file",
+                    empty], capsys)
+    assert rc == 1 and os.listdir(out_dir) == ["keep.txt"]
