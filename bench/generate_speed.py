@@ -2,9 +2,11 @@
 
 Prints one table: ms per note at batch 1, 8 and 61, spectrogram only and through
 to the waveform, for the compiled graph (tf.function) and the XLA-compiled graph,
-next to the same-run baselines (eager execution, and the machine's measured peak
-from a large matmul and a large convolution), plus Magenta's TF1 reference time
-measured on these 2-core machines (REFERENCE.md: 110 ms/note at batch 8).
+next to the same-run baselines: "unfused" runs Magenta's op order (materialise the
+x2 nearest-neighbour upscale, then the 3x3 conv) instead of our fused sub-pixel
+conv0, "eager" runs without compilation; the machine's peak is measured with a
+large matmul and large convolutions; Magenta's TF1 time measured on these 2-core
+machines (REFERENCE.md: 110 ms/note at batch 8) is quoted.
 
 Weights are random: speed does not depend on their values.
 
@@ -22,7 +24,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import gansynth_live as gl  # noqa: E402
-from gansynth_live.networks import Generator  # noqa: E402
+from gansynth_live.networks import EqualizedConv2D, Generator, upscale  # noqa: E402
 
 MAGENTA_TF1_MS_PER_NOTE = {1: 119.0, 8: 110.0, 16: 103.0}  # REFERENCE.md section 5
 
@@ -91,9 +93,15 @@ def main() -> None:
     print()
 
     generator = Generator(config, len(pitches))  # one set of weights for every variant
-    models = {"graph": gl.Model(config, pitches, generator=generator, max_batch=64),
+    models = {"unfused": gl.Model(config, pitches, generator=generator, max_batch=64),
+              "graph": gl.Model(config, pitches, generator=generator, max_batch=64),
               "graph+XLA": gl.Model(config, pitches, generator=generator, max_batch=64,
                                     jit_compile=True)}
+    fused = EqualizedConv2D.upscaled
+    EqualizedConv2D.upscaled = lambda self, x: self(upscale(x, 2))  # Magenta's op order
+    for trace in (models["unfused"].generate_specgrams, models["unfused"].generate):
+        trace(np.zeros((1, config.latent_size), np.float32), [60])  # trace while patched
+    EqualizedConv2D.upscaled = fused
 
     header = (f"{'variant':<12} {'output':<12} {'batch':>5} {'ms/note':>9} {'notes/s':>8} "
               f"{'GFLOP/s':>8} {'% peak':>7} {'vs TF1 ref':>10}")

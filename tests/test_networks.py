@@ -154,3 +154,12 @@ def test_config_rejects_inconsistent_shapes():
         ModelConfig.from_dict({"bogus": 1})
     assert ModelConfig.from_dict(preset("tiny").to_dict()) == preset("tiny")
     assert ModelConfig().max_audio_length == 67072
+
+
+@pytest.mark.parametrize("shape", [(1, 2, 16, 8), (3, 5, 7, 4)])
+def test_fused_upscale_conv_equals_upscale_then_conv(shape):
+    from gansynth_live.networks import EqualizedConv2D, WeightInit
+    conv = EqualizedConv2D("c", shape[-1], 6, 3, slope=0.0, init=WeightInit(0))
+    conv.bias.assign(tf.random.normal([6]))
+    x = tf.random.normal(shape)
+    np.testing.assert_allclose(conv.upscaled(x), conv(upscale(x, 2)), rtol=1e-5, atol=1e-5)

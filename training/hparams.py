@@ -79,8 +79,29 @@ def parse_hparams_json(text: str) -> dict[str, Any]:
     return value
 
 
+# Types of the architecture hparams, checked before any arithmetic on them.
+_ARCHITECTURE_TYPES = {
+    "latent_vector_size": int, "kernel_size": int, "fmap_base": int, "fmap_max": int,
+    "num_resolutions": int, "sample_rate": int, "start_height": int, "start_width": int,
+    "fmap_decay": (int, float), "audio_length": (int, float), "self_attention": bool,
+    "channel_mode": str,
+}
+
+
+def _check_architecture_types(overrides: dict[str, Any]) -> None:
+    for key, expected in _ARCHITECTURE_TYPES.items():
+        if key not in overrides:
+            continue
+        value = overrides[key]
+        if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
+            names = (expected,) if isinstance(expected, type) else expected
+            raise HparamsError(f"hparam {key} = {value!r}: expected "
+                               f"{' or '.join(t.__name__ for t in names)}")
+
+
 def architecture_from(config_name: str, overrides: dict[str, Any]) -> ModelConfig:
     """The preset `config_name` with architecture hparams applied."""
+    _check_architecture_types(overrides)
     config = preset(config_name)
     changes = {ARCHITECTURE_HPARAMS[k]: v for k, v in overrides.items() if k in ARCHITECTURE_HPARAMS}
     scale = 2 ** (changes.get("num_resolutions", config.num_resolutions) - 1)
@@ -104,7 +125,9 @@ def architecture_from(config_name: str, overrides: dict[str, Any]) -> ModelConfi
     try:
         return config.replace(**changes)
     except (TypeError, ValueError) as e:
-        raise HparamsError(f"architecture hparams: {e}") from None
+        given = {k: overrides[k] for k in (*ARCHITECTURE_HPARAMS, *SPECIAL_ARCHITECTURE_HPARAMS)
+                 if k in overrides}
+        raise HparamsError(f"architecture hparams {given} on config {config_name!r}: {e}") from None
 
 
 def resolve_hparams(config_name: str, overrides: dict[str, Any]) -> tuple[dict[str, Any], ModelConfig]:

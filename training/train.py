@@ -23,6 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import socket
 import sys
 import time
 from pathlib import Path
@@ -68,10 +70,13 @@ def pitch_counts(hparams: dict[str, Any]) -> dict[int, int]:
             info = json.loads(info_path.read_text())
             counts = {int(p): int(n) for p, n in info["notes_per_pitch"].items() if lo <= int(p) <= hi}
         elif path.is_dir():  # a plain folder of note WAVs
-            spec = data_lib.AudioSpec(data_lib.DEFAULT_SAMPLE_RATE, data_lib.DEFAULT_LENGTH, 1,
-                                      (lo, hi))
-            for note in data_lib.scan_folder(os.fspath(path), spec).notes:
-                counts[note.pitch] = counts.get(note.pitch, 0) + 1
+            # Counted from the file names: the audio format depends on the architecture
+            # (length, rate, channels) and load_wav_folder checks every file against it.
+            for name in os.listdir(path):
+                parsed = (data_lib.parse_note_name(name)
+                          if data_lib.skip_reason(os.fspath(path / name), name) is None else None)
+                if parsed is not None and lo <= parsed[1] <= hi:
+                    counts[parsed[1]] = counts.get(parsed[1], 0) + 1
     if not counts:
         raise HparamsError(f"no training notes with pitch in {lo}..{hi} (from "
                            f"{hparams['train_meta_path'] or hparams['train_data_path']})")
@@ -111,8 +116,12 @@ def image_dataset(hparams, config: ModelConfig, converter: SpecgramConverter,
     image_bytes = 4 * config.spec_shape[0] * config.spec_shape[1] * config.image_channels
     if image_bytes * sum(counts.values()) < 4 << 30:
         ds = ds.cache()
+    # Under MultiWorkerMirroredStrategy the default FILE sharding fails on a dataset of one
+    # data.tfrecord; every worker shuffles with the same seed and keeps its share of batches.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return (ds.shuffle(4096, seed=seed).repeat().batch(batch_size, drop_remainder=True)
-            .prefetch(tf.data.AUTOTUNE))
+            .prefetch(tf.data.AUTOTUNE).with_options(options))
 
 
 def blend_resolutions(images: tf.Tensor, progress, num_blocks: int, num_resolutions: int):
@@ -181,9 +190,19 @@ class Trainer:
         with strategy.scope():
             self.gan = GAN(hparams, config, len(self.pitches))
         self.checkpoint = tf.train.Checkpoint(gan=self.gan)
-        self.manager = tf.train.CheckpointManager(self.checkpoint, self.root / CHECKPOINT_DIR,
+        # Under MultiWorkerMirroredStrategy every worker takes part in a save, but only the
+        # chief's lands in checkpoints/: the others write to a scratch folder and delete it.
+        resolver = strategy.cluster_resolver
+        task_type, task_id = (resolver.task_type, resolver.task_id) if resolver else (None, None)
+        self.is_chief = task_type in (None, "chief") or (task_type == "worker" and task_id == 0)
+        self.multi_worker = task_type is not None
+        self.checkpoint_dir = self.root / CHECKPOINT_DIR
+        self.write_dir = (self.checkpoint_dir if self.is_chief
+                          else self.root / f".checkpoints-{task_type}-{task_id}")
+        self.manager = tf.train.CheckpointManager(self.checkpoint, self.write_dir,
                                                   max_to_keep=3, checkpoint_name="ckpt")
-        self.writer = tf.summary.create_file_writer(os.fspath(self.root / SUMMARY_DIR))
+        self.writer = (tf.summary.create_file_writer(os.fspath(self.root / SUMMARY_DIR))
+                       if self.is_chief else tf.summary.create_noop_writer())
 
     # One iteration ------------------------------------------------------------------------
 
@@ -287,9 +306,26 @@ class Trainer:
             tf.summary.audio("generated_audio", tf.clip_by_value(audio, -1, 1),
                              self.config.sample_rate, max_outputs=3)
 
+    def any_worker(self, *flags: bool) -> list[bool]:
+        """Each flag, True if it is True on any worker (a small all-reduce)."""
+        local = tf.constant([float(f) for f in flags])
+        per_replica = self.strategy.run(lambda: tf.identity(local))
+        agreed = self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+        return [bool(v) for v in agreed.numpy() > 0.5]
+
+    def save(self, images: int) -> None:
+        self.manager.save(checkpoint_number=images)
+        if not self.is_chief:
+            shutil.rmtree(self.write_dir, ignore_errors=True)
+
     def train(self, max_seconds: float | None = None) -> int:
         """Run until total_num_images (or `max_seconds`); returns the image count reached."""
-        restored = self.manager.restore_or_initialize()
+        restored = tf.train.latest_checkpoint(os.fspath(self.checkpoint_dir))  # the chief's
+        if restored:
+            self.checkpoint.restore(restored)
+            # Keras optimisers checkpoint their learning rate; this run's hparams decide it.
+            self.gan.g_optimizer.learning_rate = self.hparams["generator_learning_rate"]
+            self.gan.d_optimizer.learning_rate = self.hparams["discriminator_learning_rate"]
         images = int(self.gan.images_seen.numpy())
         self.log(f"{'resumed from ' + restored if restored else 'starting a new run'} "
                  f"at {images} images of {self.schedule.total_images}")
@@ -297,13 +333,18 @@ class Trainer:
         start_images = images
         summary_every = self.hparams["save_summaries_num_images"]
         next_summary = (images // summary_every + 1) * summary_every
+        # A transition stage and the stable stage after it have the same network and batch:
+        # they share one compiled step (progress is a tensor input), saving a trace per block.
+        steps: dict[tuple[int, int], Any] = {}
         while not self.schedule.done(images):
             stage = self.schedule.stage_of(images)
             num_blocks, batch_size = self.schedule.num_blocks(stage), self.schedule.batch_size(stage)
             if batch_size % self.strategy.num_replicas_in_sync:
                 raise HparamsError(f"batch size {batch_size} does not split over "
                                    f"{self.strategy.num_replicas_in_sync} replicas")
-            step = self.make_step(num_blocks, batch_size)
+            if (num_blocks, batch_size) not in steps:
+                steps[num_blocks, batch_size] = self.make_step(num_blocks, batch_size)
+            step = steps[num_blocks, batch_size]
             data = self.strategy.experimental_distribute_dataset(
                 image_dataset(self.hparams, self.config, self.converter, self.counts,
                               batch_size, seed=self.hparams["seed"] + stage))
@@ -321,7 +362,8 @@ class Trainer:
                             tf.summary.scalar(name, value)
                         tf.summary.scalar("progress", progress)
                         tf.summary.scalar("images_per_second", (images - start_images) / (now - start))
-                    self.write_samples(images, num_blocks, progress)
+                    if self.is_chief:
+                        self.write_samples(images, num_blocks, progress)
                 if now - last_log > 30 or self.schedule.done(images):
                     rate = (images - start_images) / (now - start)
                     eta = self.schedule.eta_seconds(images, rate) / 3600
@@ -332,15 +374,22 @@ class Trainer:
                     last_log = now
                 stage_over = images >= self.schedule.stage_end(stage)
                 out_of_time = max_seconds is not None and now - start >= max_seconds
-                if stage_over or out_of_time or now - last_save >= self.hparams["save_checkpoint_secs"]:
-                    self.manager.save(checkpoint_number=images)
+                save_due = now - last_save >= self.hparams["save_checkpoint_secs"]
+                if self.multi_worker:  # clocks differ: the workers must stop and save together
+                    out_of_time, save_due = self.any_worker(out_of_time, save_due)
+                if stage_over or out_of_time or save_due:
+                    self.save(images)
                     last_save = now
                 if out_of_time:
                     self.log(f"time limit reached at {images} images; checkpoint saved")
                     return images
                 if stage_over or self.schedule.done(images):
                     break
-        self.manager.save(checkpoint_number=images)
+            else:  # the dataset repeats forever unless nothing in it has a vocabulary pitch
+                raise data_lib.DatasetError(
+                    f"{self.hparams['train_data_path']}: no training examples with a pitch in "
+                    f"the vocabulary {self.pitches}")
+        self.save(images)
         self.log(f"training complete: {images} images")
         return images
 
@@ -348,7 +397,7 @@ class Trainer:
 # Run directory and entry point -----------------------------------------------------------------
 
 def write_json_atomic(path: Path, value) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{socket.gethostname()}-{os.getpid()}.tmp")
     tmp.write_text(json.dumps(value, indent=2) + "\n")
     os.replace(tmp, path)
 
