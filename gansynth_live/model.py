@@ -81,7 +81,8 @@ class Model:
         """One-hot indices of `pitches`; ValueError naming the allowed pitches otherwise."""
         out = []
         for p in np.asarray(list(pitches)).reshape(-1):
-            label = self._label_of.get(int(p)) if float(p) == int(p) else None
+            whole = np.isfinite(p) and float(p) == int(p)  # 60.0 from Pd is fine, 60.5 is not
+            label = self._label_of.get(int(p)) if whole else None
             if label is None:
                 raise ValueError(f"pitch {p} is not in the model's vocabulary: "
                                  f"{self.pitches[0]}..{self.pitches[-1]} "

@@ -56,6 +56,10 @@ def test_bad_inputs_name_what_is_allowed(model):
         model.generate(np.zeros((2, 8)), [36, 36])
     with pytest.raises(ValueError, match="2 latent vectors but 3 pitches"):
         model.generate(model.random_z(2), [36, 37, 38])
+    for bad in (float("nan"), 60.5, float("inf")):
+        with pytest.raises(ValueError, match="not in the model's vocabulary"):
+            model.generate(model.random_z(1), [bad])
+    assert model.labels([36.0, 48]).tolist() == [0, 12]
     with pytest.raises(ValueError, match="NaN"):
         model.generate(np.full((1, 16), np.nan), [36])
 
