@@ -24,19 +24,28 @@ class Model:
         pitches: the pitch vocabulary (sorted MIDI note numbers); the one-hot index of
             a pitch is its position here.
         name: a human-readable name (the model directory's name by default).
+        progress: the progressive-growing position the generator is run at; None (the
+            usual case) means fully grown. A snapshot of a run still growing keeps the
+            progress it was trained to, as Magenta does when it samples mid-training.
     """
 
     def __init__(self, config: ModelConfig, pitches: Sequence[int], *,
                  generator: Generator | None = None, name: str = "untrained",
                  pitch_counts: dict[int, int] | None = None, max_batch: int = 16,
-                 jit_compile: bool = False):
+                 jit_compile: bool = False, progress: float | None = None):
         pitches = tuple(int(p) for p in pitches)
         if not pitches or list(pitches) != sorted(set(pitches)):
             raise ValueError(f"pitches must be a non-empty sorted list of distinct MIDI notes, "
                              f"got {list(pitches)}")
         if pitches[0] < 0 or pitches[-1] > 127:
             raise ValueError(f"pitches must be MIDI notes 0..127, got {pitches[0]}..{pitches[-1]}")
+        if progress is not None:
+            progress = float(progress)
+            if not 0.0 <= progress <= config.num_resolutions - 1:  # also rejects NaN
+                raise ValueError(f"progress must be in 0..{config.num_resolutions - 1}, "
+                                 f"got {progress}")
         self.config = config
+        self.progress = progress
         self.pitches = pitches
         self.name = name
         self.pitch_counts = dict(pitch_counts) if pitch_counts else {p: 1 for p in pitches}
@@ -112,7 +121,7 @@ class Model:
     # Generation ---------------------------------------------------------------------------
 
     def _specgrams_graph(self, z: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
-        images = self.generator(z, tf.one_hot(labels, len(self.pitches)))
+        images = self.generator(z, tf.one_hot(labels, len(self.pitches)), self.progress)
         return self.converter.denormalize(images)
 
     def _audio_graph(self, z: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:

@@ -67,6 +67,8 @@ def save_model(model: Model, path: os.PathLike | str, *, meta_path: str | None =
             "pitch_counts": {str(p): int(c) for p, c in sorted(model.pitch_counts.items())},
             "provenance": provenance or {},
         }
+        if model.progress is not None:
+            config["progress"] = model.progress
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
         weights = {name: v.numpy() for name, v in model.generator.named_variables().items()}
         np.savez(tmp / WEIGHTS_FILE, **weights)
@@ -152,7 +154,7 @@ def load_model_dir(path: os.PathLike | str, **model_options: Any) -> Model:
         generator = Generator(architecture, len(pitches))
         model = Model(architecture, pitches, generator=generator,
                       name=config.get("name") or path.name, pitch_counts=counts or None,
-                      **model_options)
+                      progress=config.get("progress"), **model_options)
     except (TypeError, ValueError) as e:
         raise ModelLoadError(path, f"{CONFIG_FILE}: {e}") from None
     assign_weights(model.generator, _read_weights(path), path, WEIGHTS_FILE)

@@ -243,3 +243,43 @@ def test_magenta_execute_keeps_the_newest_stage_and_number(magenta_dir, magenta_
                                   original.generate_specgrams(z, [24, 60]))
     assert tf.train.latest_checkpoint(os.fspath(moved / "stage_00002")) == \
         os.fspath(moved / "stage_00002" / "model.ckpt-10")
+
+
+def test_export_to_ships_a_snapshot_and_leaves_the_run_alone(run_copy, capsys, tmp_path):
+    root, meta_path, weights = run_copy
+    before = snapshot(root)
+    out_dir = tmp_path / "shipped" / "default"
+    code, out, err = run(capsys, "--ckpt_dir", root, "--meta_path", meta_path,
+                         "--export_to", out_dir, "--execute")
+    assert code == 0, err
+    assert snapshot(root) == before  # nothing in the run changed, nothing deleted
+    assert sorted(p.name for p in out_dir.iterdir()) == ["config.json", "generator.npz",
+                                                        "meta.json"]
+    config = json.loads((out_dir / "config.json").read_text())
+    # 10 images into a progressive run: the snapshot keeps the progress it was trained to.
+    assert config["progress"] == 0.0 and config["name"] == "default"
+    model = gl.load_model(out_dir)
+    assert model.progress == 0.0
+    exported = {n: v.numpy() for n, v in model.generator.named_variables().items()}
+    assert all(np.array_equal(exported[n], weights[10][n]) for n in weights[10])
+    grown = gl.Model(model.config, model.pitches, generator=model.generator)
+    z = model.random_z(1, seed=0)
+    assert not np.allclose(model.generate_specgrams(z, 60), grown.generate_specgrams(z, 60))
+
+
+def test_export_to_refuses_a_magenta_dir(magenta_copy, capsys, tmp_path):
+    root, meta_path = magenta_copy[:2]
+    code, _, err = run(capsys, "--ckpt_dir", root, "--meta_path", meta_path,
+                       "--export_to", tmp_path / "x", "--execute")
+    assert code == 1 and "--export_to works on gansynth-train runs" in err
+
+
+def test_bad_progress_in_config_is_named(tmp_path):
+    model = gl.Model(gl.preset("tiny"), PITCHES, progress=1.5)
+    gl.save_model(model, tmp_path / "m")
+    assert gl.load_model(tmp_path / "m").progress == 1.5
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    config["progress"] = 99
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(gl.ModelLoadError, match="config.json: progress must be in 0..6"):
+        gl.load_model(tmp_path / "m")

@@ -15,6 +15,10 @@ Without --execute it only lists what it would do. With it, for a gansynth-train 
 A Magenta / SopiMlab TF1 training dir gets the same treatment (newest checkpoint of the
 newest stage kept, `checkpoint` files rewritten with relative paths), minus the export:
 gansynth-live loads such directories directly.
+
+With --export_to DIR it only exports the newest checkpoint (with meta.json) as the model
+directory DIR and changes nothing in the run (how the embedded default model is shipped
+from a run that keeps training).
 """
 from __future__ import annotations
 
@@ -109,12 +113,13 @@ def plan_project_run(ckpt_dir: Path, meta_path: Path) -> Plan:
     return plan
 
 
-def export_generator(ckpt_dir: Path, prefix: Path, meta_path: Path) -> None:
-    """Write config.json + generator.npz (EMA weights) into ckpt_dir, atomically per file."""
+def build_model(ckpt_dir: Path, prefix: Path, meta_path: Path):
+    """The `gl.Model` (EMA generator) of checkpoint `prefix` of run `ckpt_dir`, and its provenance."""
     import tensorflow as tf
 
     import gansynth_live as gl
     from gansynth_live.config import ModelConfig
+    from training.schedule import Schedule
     from training.train import EXPERIMENT_FILE, GAN, VOCABULARY_FILE
 
     experiment = json.loads((ckpt_dir / EXPERIMENT_FILE).read_text())
@@ -124,16 +129,54 @@ def export_generator(ckpt_dir: Path, prefix: Path, meta_path: Path) -> None:
     gan = GAN(hparams, config, len(vocabulary["pitches"]))
     tf.train.Checkpoint(gan=gan).read(os.fspath(prefix)).expect_partial()
     counts = {int(p): n for p, n in vocabulary["pitch_counts"].items()}
+    images = int(gan.images_seen.numpy())
+    schedule = Schedule.from_hparams(hparams, config.num_resolutions)
+    stage = schedule.stage_of(images)
+    progress = schedule.progress(images, schedule.num_blocks(stage))
     model = gl.Model(config, vocabulary["pitches"], generator=gan.ema_generator,
-                     name=ckpt_dir.name, pitch_counts=counts)
+                     name=ckpt_dir.name, pitch_counts=counts,
+                     progress=None if progress >= config.num_resolutions - 1 else progress)
+    provenance = {"trained_images": images, "checkpoint": prefix.name,
+                  "dataset_meta": meta_path.name}
+    return model, provenance
+
+
+def export_generator(ckpt_dir: Path, prefix: Path, meta_path: Path) -> None:
+    """Write config.json + generator.npz (EMA weights) into ckpt_dir, atomically per file."""
+    import gansynth_live as gl
+
+    model, provenance = build_model(ckpt_dir, prefix, meta_path)
     staging = gl.save_model(model, ckpt_dir.parent / f".{ckpt_dir.name}.export",
-                            overwrite=True, provenance={
-                                "trained_images": int(gan.images_seen.numpy()),
-                                "checkpoint": prefix.name,
-                                "dataset_meta": meta_path.name})
+                            overwrite=True, provenance=provenance)
     for name in ("generator.npz", "config.json"):  # config last: it marks the dir loadable
         os.replace(staging / name, ckpt_dir / name)
     shutil.rmtree(staging)
+
+
+def export_to(ckpt_dir: Path, prefix: Path, meta_path: Path, out_dir: Path, name: str) -> None:
+    """Write a separate model directory `out_dir` (replaced atomically); the run is untouched."""
+    import gansynth_live as gl
+
+    model, provenance = build_model(ckpt_dir, prefix, meta_path)
+    model.name = name
+    gl.save_model(model, out_dir, meta_path=meta_path, overwrite=True, provenance=provenance)
+
+
+def plan_export(ckpt_dir: Path, meta_path: Path, out_dir: Path) -> Plan:
+    """--export_to: the newest checkpoint as a model directory elsewhere; nothing deleted."""
+    from training.train import CHECKPOINT_DIR
+
+    folder = ckpt_dir / CHECKPOINT_DIR
+    numbers = checkpoint_numbers(folder)
+    if not numbers:
+        raise PostprocessError(f"{folder}: no complete checkpoint (ckpt-N.index + .data)")
+    prefix = folder / f"ckpt-{numbers[0]}"
+    plan = Plan()
+    plan.add(f"export the EMA generator of {prefix} with {meta_path} to {out_dir} "
+             f"(replacing it atomically; the run is not changed)",
+             lambda: export_to(ckpt_dir, prefix, meta_path, out_dir, out_dir.name))
+    plan.add(f"load {out_dir} and generate a note", lambda: verify_loads(out_dir))
+    return plan
 
 
 def plan_magenta_run(ckpt_dir: Path, meta_path: Path) -> Plan:
@@ -161,7 +204,7 @@ def plan_magenta_run(ckpt_dir: Path, meta_path: Path) -> Plan:
     return plan
 
 
-def make_plan(ckpt_dir: Path, meta_path: Path) -> Plan:
+def make_plan(ckpt_dir: Path, meta_path: Path, export_dir: Path | None = None) -> Plan:
     if not ckpt_dir.is_dir():
         raise PostprocessError(f"--ckpt_dir {ckpt_dir}: not a directory")
     if not meta_path.is_file():
@@ -171,7 +214,12 @@ def make_plan(ckpt_dir: Path, meta_path: Path) -> Plan:
     except (OSError, ValueError) as e:
         raise PostprocessError(f"--meta_path {meta_path}: not valid JSON: {e}") from None
     if (ckpt_dir / "checkpoints").is_dir() and (ckpt_dir / "experiment.json").exists():
+        if export_dir is not None:
+            return plan_export(ckpt_dir, meta_path, export_dir)
         return plan_project_run(ckpt_dir, meta_path)
+    if export_dir is not None:
+        raise PostprocessError(f"--export_to works on gansynth-train runs; {ckpt_dir} is not one "
+                               f"(a Magenta dir loads as it is)")
     if (ckpt_dir / "experiment.json").exists():
         return plan_magenta_run(ckpt_dir, meta_path)
     raise PostprocessError(f"--ckpt_dir {ckpt_dir}: no experiment.json; not a training run")
@@ -182,10 +230,14 @@ def main(argv=None) -> int:
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--ckpt_dir", required=True, type=Path, help="the training run directory")
     parser.add_argument("--meta_path", required=True, type=Path, help="the dataset's meta.json")
+    parser.add_argument("--export_to", type=Path, metavar="DIR",
+                        help="instead: export the newest checkpoint as a model directory DIR "
+                             "and leave the run as it is (e.g. to ship a snapshot of a run "
+                             "that keeps training)")
     parser.add_argument("--execute", action="store_true", help="do it (default: only list)")
     args = parser.parse_args(argv)
     try:
-        plan = make_plan(args.ckpt_dir, args.meta_path)
+        plan = make_plan(args.ckpt_dir, args.meta_path, args.export_to)
         for i, (description, action) in enumerate(plan.steps, 1):
             print(f"{i:3d}. {description}", flush=True)
             if args.execute:
