@@ -1,0 +1,327 @@
+"""Voices and the mixer: the only code that runs in the audio callback.
+
+The control thread never touches a voice. It posts small command tuples to
+`Mixer.commands` (a `collections.deque`: append and popleft are atomic in CPython, so
+no lock is shared with the audio thread); `Mixer.process` applies them at the start of
+the next block and mixes the sounding voices into the output buffer.
+
+Every note is a pre-rendered buffer at the device rate (from the timbre cache), so a
+voice only reads its buffer (at a playback rate for pitch bend and for a neighbour pitch
+used as a stand-in), multiplies by its envelope (`envelope.BlockGain`, the code
+gansynth-generate uses) and by its velocity gain, and adds. All arrays are allocated
+when the mixer is built; per block only small Python objects (views, floats) are made.
+
+Voice life: HELD (key down) -> RELEASED at note-off, or SUSTAINED while the sustain
+pedal holds it -> finished when its release reaches 0 or its audio ends. A stolen voice,
+and every voice on all-notes-off, goes to FADING: a short linear fade from whatever gain it
+had, so nothing stops with a click.
+"""
+from __future__ import annotations
+
+import collections
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from gansynth_live.envelope import BlockGain, Envelope
+
+HELD, SUSTAINED, RELEASED, FADING = 1, 2, 3, 4
+NO_RELEASE = 2**62  # "release not known yet" as a frame count that never comes
+LATENCY_RING = 4096  # note-on latencies kept for /status
+
+
+@dataclass
+class NoteStart:
+    """Everything a voice needs, prepared by the control thread.
+
+    Attributes:
+        pitch: MIDI note (note-off matches on it).
+        audio: (frames, channels) float32 at the device rate; never written.
+        rate: playback rate (1.0, or 2**(semitones/12) for a neighbour pitch stand-in).
+        gain: velocity gain.
+        envelope: the voice keeps this one even if the envelope changes later.
+        length: frames the note sounds for at most (its audio's length at `rate`); the
+            envelope's percentages are of this length, as in gansynth-generate.
+        duration: frames until an automatic note-off (/note), or None (wait for note-off).
+        received: time.perf_counter() when the control message arrived (latency stats).
+    """
+    pitch: int
+    audio: np.ndarray
+    rate: float
+    gain: float
+    envelope: Envelope
+    length: int
+    duration: int | None = None
+    received: float = 0.0
+
+
+class Voice:
+    __slots__ = ("state", "pitch", "audio", "rate", "gain", "envelope", "attack", "release",
+                 "release_start", "age", "position", "order", "fade_level", "received")
+
+    def __init__(self):
+        self.state = 0  # 0 = free
+
+
+class Mixer:
+    """Mixes voices into output blocks of up to `max_frames` frames and `channels` channels."""
+
+    def __init__(self, sample_rate: int, channels: int, max_frames: int, *,
+                 polyphony: int = 32, gain: float = 0.5, fade_seconds: float = 0.005):
+        if polyphony < 1:
+            raise ValueError(f"polyphony must be at least 1, got {polyphony}")
+        self.sample_rate = int(sample_rate)
+        self.channels = int(channels)
+        self.max_frames = int(max_frames)
+        self.polyphony = int(polyphony)
+        self.gain = float(gain)
+        self.fade_frames = max(1, int(round(fade_seconds * sample_rate)))
+        # Spare slots let a stolen voice fade out while its replacement starts.
+        self.voices = [Voice() for _ in range(self.polyphony + 8)]
+        self.commands: collections.deque = collections.deque()
+        self.sustain = False
+        self.bend = 1.0
+        self._order = 0
+        self._block_gain = BlockGain(Envelope(), self.max_frames)
+        f = self.max_frames
+        self._ramp = np.arange(f + 1, dtype=np.float64)
+        self._gain = np.empty(f, np.float64)
+        self._fade = np.empty(f, np.float64)
+        self._pos = np.empty(f, np.float64)
+        self._frac = np.empty(f, np.float64)
+        self._idx = np.empty(f, np.intp)
+        self._idx1 = np.empty(f, np.intp)
+        # Source scratch per channel count, so a row slice stays contiguous for np.take.
+        self._a = {c: np.empty((f, c), np.float32) for c in (1, 2)}
+        self._b = {c: np.empty((f, c), np.float32) for c in (1, 2)}
+        self._scaled = np.empty(f, np.float64)
+        self._mono = np.empty(f, np.float32)
+        self._absmax = np.empty((f, self.channels), np.float32)
+        self.latencies = np.zeros(LATENCY_RING, np.float64)  # seconds, ring buffer
+        # Counters (read by /status; written only here or by the control thread as noted).
+        self.latency_count = 0
+        self.voices_started = 0
+        self.voices_stolen = 0
+        self.voices_dropped = 0  # no slot even for a fade: cut (should stay 0)
+        self.clipped_blocks = 0
+        self.frames_processed = 0
+
+    # Control side ----------------------------------------------------------------------
+
+    def post(self, command: tuple) -> None:
+        """Queue a command for the next block (thread-safe, never blocks)."""
+        self.commands.append(command)
+
+    def active_voices(self) -> int:
+        return sum(1 for v in self.voices if v.state and v.state != FADING)
+
+    # Audio side ------------------------------------------------------------------------
+
+    def process(self, out: np.ndarray) -> None:
+        """Fill `out` (frames, channels) float32 with the next block. Audio thread only."""
+        frames = out.shape[0]
+        commands = self.commands
+        while commands:
+            self._apply(commands.popleft())
+        out.fill(0.0)
+        if frames > self.max_frames:  # a host gave a bigger block than promised: mix in parts
+            for start in range(0, frames, self.max_frames):
+                self._mix(out[start:start + self.max_frames])
+        else:
+            self._mix(out)
+        if self.gain != 1.0:
+            np.multiply(out, self.gain, out=out)
+        absmax = self._absmax[:frames]
+        np.abs(out, out=absmax)
+        if absmax.max() > 1.0:
+            self.clipped_blocks += 1
+            np.clip(out, -1.0, 1.0, out=out)
+        self.frames_processed += frames
+
+    def _mix(self, out: np.ndarray) -> None:
+        frames = out.shape[0]
+        now = time.perf_counter()
+        for voice in self.voices:
+            if not voice.state:
+                continue
+            if voice.age == 0 and voice.received:
+                self.latencies[self.latency_count % LATENCY_RING] = now - voice.received
+                self.latency_count += 1
+            self._mix_voice(voice, out, frames)
+
+    def _mix_voice(self, voice: Voice, out: np.ndarray, frames: int) -> None:
+        gain = self._gain[:frames]
+        sounding = self._block_gain.fill(gain, voice.age, frames, voice.attack,
+                                         voice.release_start, voice.release, voice.envelope)
+        if voice.state == FADING:
+            fade = self._fade[:frames]
+            step = 1.0 / self.fade_frames
+            np.multiply(self._ramp[:frames], -step, out=fade)
+            np.add(fade, voice.fade_level, out=fade)
+            np.maximum(fade, 0.0, out=fade)
+            np.multiply(gain, fade, out=gain)
+            voice.fade_level -= frames * step
+            if voice.fade_level <= 0.0:
+                sounding = 0
+        np.multiply(gain, voice.gain, out=gain)
+        source, valid = self._read(voice, frames)
+        if source is None:  # the audio ran out
+            voice.state = 0
+            return
+        if valid < sounding:  # a note bent up runs out of audio early: fade, don't cut
+            fade_from = max(0, valid - self.fade_frames)
+            tail = gain[fade_from:valid]
+            np.multiply(tail, self._ramp[valid - fade_from:0:-1] / self.fade_frames, out=tail)
+            sounding = min(sounding, valid)
+        channels_in = source.shape[1]
+        if channels_in == self.channels:
+            for c in range(self.channels):
+                self._add_channel(out[:, c], source[:, c], gain)
+        else:  # mono -> every output channel; stereo -> mono output gets the mean
+            mono = self._mono[:frames]
+            if channels_in == 1:
+                np.copyto(mono, source[:, 0])
+            else:
+                np.add(source[:, 0], source[:, 1], out=mono)
+                np.multiply(mono, 0.5, out=mono)
+            for c in range(self.channels):
+                self._add_channel(out[:, c], mono, gain)
+        voice.age += frames
+        if sounding < frames:
+            voice.state = 0
+
+    def _add_channel(self, out: np.ndarray, source: np.ndarray, gain: np.ndarray) -> None:
+        scaled = self._scaled[:len(out)]
+        np.multiply(source, gain, out=scaled)
+        np.add(out, scaled, out=out, casting="unsafe")
+
+    def _read(self, voice: Voice, frames: int) -> tuple[np.ndarray | None, int]:
+        """The voice's next `frames` source frames (zeros past the end) and how many of them
+        are real audio; (None, 0) when the audio is used up."""
+        audio = voice.audio
+        total = audio.shape[0]
+        channels = audio.shape[1]
+        rate = voice.rate * self.bend
+        start = voice.position
+        if start >= total - 1:
+            return None, 0
+        dest = self._a[channels][:frames]
+        if rate == 1.0 and start == int(start):
+            i = int(start)
+            n = min(frames, total - i)
+            dest[:n] = audio[i:i + n]
+            dest[n:] = 0.0
+            voice.position = start + frames
+            return dest, n
+        # Linear interpolation at positions start + k * rate.
+        pos, frac, idx, idx1 = (self._pos[:frames], self._frac[:frames], self._idx[:frames],
+                                self._idx1[:frames])
+        np.multiply(self._ramp[:frames], rate, out=pos)
+        np.add(pos, start, out=pos)
+        np.minimum(pos, total - 1, out=pos)
+        np.floor(pos, out=frac)
+        np.copyto(idx, frac, casting="unsafe")
+        np.subtract(pos, frac, out=frac)
+        np.add(idx, 1, out=idx1)
+        np.minimum(idx1, total - 1, out=idx1)
+        nxt = self._b[channels][:frames]
+        np.take(audio, idx, axis=0, out=dest, mode="clip")
+        np.take(audio, idx1, axis=0, out=nxt, mode="clip")
+        np.subtract(nxt, dest, out=nxt)
+        for c in range(channels):
+            np.multiply(nxt[:, c], frac, out=nxt[:, c], casting="unsafe")
+        np.add(dest, nxt, out=dest)
+        end = start + frames * rate
+        valid = frames
+        if end > total - 1:  # zero what lies past the end
+            valid = max(0, min(frames, int(np.ceil((total - 1 - start) / rate))))
+            dest[valid:] = 0.0
+        voice.position = end
+        return dest, valid
+
+    # Commands (applied at block start, in the audio thread) -----------------------------
+
+    def _apply(self, command: tuple) -> None:
+        kind = command[0]
+        if kind == "on":
+            self._start(command[1])
+        elif kind == "off":
+            self._note_off(command[1])
+        elif kind == "sustain":
+            self.sustain = command[1]
+            if not self.sustain:
+                for v in self.voices:
+                    if v.state == SUSTAINED:
+                        self._release(v)
+        elif kind == "bend":
+            self.bend = command[1]
+        elif kind == "all_off":
+            for v in self.voices:
+                if v.state and v.state != FADING:
+                    self._fade_out(v)
+        elif kind == "gain":
+            self.gain = command[1]
+
+    def _start(self, note: NoteStart) -> None:
+        # A key struck again releases its earlier sounding (held or sustained) voices.
+        for v in self.voices:
+            if v.state in (HELD, SUSTAINED) and v.pitch == note.pitch:
+                self._release(v)
+        if self.active_voices() >= self.polyphony:
+            self._steal()
+        slot = next((v for v in self.voices if not v.state), None)
+        if slot is None:  # every spare slot is still fading: cut the oldest fade
+            slot = min((v for v in self.voices if v.state == FADING), key=lambda v: v.order)
+            self.voices_dropped += 1
+        attack, release = note.envelope.segment_lengths(note.length)
+        slot.pitch = note.pitch
+        slot.audio = note.audio
+        slot.rate = note.rate
+        slot.gain = note.gain
+        slot.envelope = note.envelope
+        slot.attack, slot.release = attack, release
+        slot.release_start = note.length - release  # where the audio runs out
+        if note.duration is not None:
+            slot.release_start = min(slot.release_start, note.duration)
+        slot.age = 0
+        slot.position = 0.0
+        slot.received = note.received
+        self._order += 1
+        slot.order = self._order
+        slot.state = HELD
+        self.voices_started += 1
+
+    def _steal(self) -> None:
+        """Fade out the oldest voice, preferring released, then sustained, then held ones."""
+        for state in (RELEASED, SUSTAINED, HELD):
+            candidates = [v for v in self.voices if v.state == state]
+            if candidates:
+                self._fade_out(min(candidates, key=lambda v: v.order))
+                self.voices_stolen += 1
+                return
+
+    def _note_off(self, pitch: int) -> None:
+        for v in self.voices:
+            if v.state == HELD and v.pitch == pitch:
+                if self.sustain:
+                    v.state = SUSTAINED
+                else:
+                    self._release(v)
+
+    def _release(self, voice: Voice) -> None:
+        voice.release_start = min(voice.release_start, voice.age)
+        voice.state = RELEASED
+
+    def _fade_out(self, voice: Voice) -> None:
+        """Fade from the gain the voice has now (its envelope keeps running underneath)."""
+        voice.fade_level = 1.0
+        voice.state = FADING
+
+
+def velocity_gain(velocity: int, curve: float = 2.0) -> float:
+    """Gain of a MIDI velocity 1..127: (velocity / 127) ** curve (0 = every note at full gain)."""
+    return float((velocity / 127.0) ** curve)
+
+
+__all__ = ["FADING", "HELD", "Mixer", "NoteStart", "RELEASED", "SUSTAINED", "velocity_gain"]

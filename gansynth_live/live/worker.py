@@ -1,0 +1,117 @@
+"""The render worker: a thread that generates notes in batches and resamples them.
+
+It pulls work instead of draining a queue: `next_jobs(n)` (the engine's planner) says
+what matters most right now, so requests made stale by a timbre move never pile up.
+Generation runs in TensorFlow, which releases the GIL, so the audio and control threads
+keep running while a batch renders. The worker never holds a lock that they need.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import soxr
+
+from gansynth_live.model import Model
+
+
+@dataclass
+class RenderJob:
+    """One note to render; `deliver(audio)` gets (frames, channels) float32 at the device rate,
+    `fail(reason)` is called instead when rendering fails. `key` is the caller's label."""
+    z: np.ndarray
+    pitch: int
+    deliver: Callable[[np.ndarray], None]
+    fail: Callable[[str], None] = lambda reason: None
+    key: object = None
+
+
+def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """(frames, channels) float32 from `from_rate` to `to_rate` (soxr, high quality)."""
+    if from_rate == to_rate:
+        return np.ascontiguousarray(audio, np.float32)
+    out = soxr.resample(np.asarray(audio, np.float32), from_rate, to_rate, quality="HQ")
+    return np.ascontiguousarray(out.reshape(-1, audio.shape[1]), np.float32)
+
+
+class RenderWorker:
+    """Runs `next_jobs` -> model.generate -> resample -> job.deliver until stopped."""
+
+    def __init__(self, model: Model, device_rate: int,
+                 next_jobs: Callable[[int], list[RenderJob]], *, batch_size: int = 8,
+                 on_error: Callable[[str], None] = print):
+        self.model = model
+        self.device_rate = int(device_rate)
+        self.next_jobs = next_jobs
+        self.batch_size = int(batch_size)
+        self.on_error = on_error
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="render-worker", daemon=True)
+        self.notes_rendered = 0
+        self.batches = 0
+        self.errors = 0
+        self.busy_seconds = 0.0
+        self.busy = False
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        """There may be new work (called by the control thread; never blocks)."""
+        self._wake.set()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                jobs = self.next_jobs(self.batch_size)
+            except Exception:  # noqa: BLE001 - a planner bug must not end the worker
+                self.errors += 1
+                self.on_error(f"render planner failed: {traceback.format_exc(limit=3)}")
+                self._wake.wait(1.0)
+                continue
+            if not jobs:
+                self._wake.wait(0.5)
+                continue
+            self.render(jobs)
+
+    def render(self, jobs: list[RenderJob]) -> None:
+        """Render `jobs` as one batch; every job gets deliver() or fail()."""
+        start = time.perf_counter()
+        self.busy = True
+        try:
+            z = np.stack([job.z for job in jobs]).astype(np.float32)
+            audio = self.model.generate(z, [job.pitch for job in jobs])
+        except Exception as e:  # noqa: BLE001 - reported, the server plays on
+            self.errors += 1
+            reason = f"rendering {len(jobs)} notes failed: {type(e).__name__}: {e}"
+            self.on_error(reason)
+            for job in jobs:
+                job.fail(reason)
+            return
+        finally:
+            self.busy = False
+            self.busy_seconds += time.perf_counter() - start
+        self.batches += 1
+        for job, note in zip(jobs, audio):
+            try:
+                job.deliver(resample(note, self.model.sample_rate, self.device_rate))
+                self.notes_rendered += 1
+            except Exception as e:  # noqa: BLE001
+                self.errors += 1
+                self.on_error(f"storing pitch {job.pitch} failed: {type(e).__name__}: {e}")
+                job.fail(f"{type(e).__name__}: {e}")
+
+
+__all__ = ["RenderJob", "RenderWorker", "resample"]

@@ -1,0 +1,226 @@
+"""The live engine without an audio device: notes, cache hits and misses, timbre moves,
+renders, bad input and a failing model, with the mixer run block by block as the audio
+callback would. The model is the tiny preset with seeded weights (fast on 2 cores)."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import gansynth_live as gl
+from gansynth_live.envelope import Envelope
+from gansynth_live.live.engine import Engine
+from gansynth_live.live.voices import velocity_gain
+from gansynth_live.live.worker import resample
+from live_helpers import PITCHES, RATE, make_engine, play, tiny_model, wait_for  # noqa: F401
+
+L = RATE  # 1 s notes at the device rate
+
+
+@pytest.fixture
+def engine(tiny_model):  # noqa: F811
+    engine = make_engine(tiny_model, gain=0.5)  # resampled full-scale noise can top 1.0
+    yield engine
+    engine.stop()
+
+
+def expected_note(engine: Engine, pitch: int, velocity: int, held: int | None = None):
+    audio = engine.cache.get(engine.timbre.current_point(), pitch)[:, 0]
+    gain = Envelope().note_gain(L if held is None else held, L)
+    return audio[:len(gain)] * gain * velocity_gain(velocity) * engine.mixer.gain
+
+
+def test_ready_means_the_current_points_pitches_are_cached(engine):
+    status = engine.status()
+    assert status["ready"] == 1 and status["pending_renders"] == 0
+    point = engine.timbre.current_point()
+    assert all(engine.cache.get(point, p) is not None for p in PITCHES)
+    assert engine.cache.get(point, 60).shape == (L, 1)
+
+
+def test_cached_note_is_the_models_note_at_the_device_rate(engine, tiny_model):  # noqa: F811
+    point = engine.timbre.current_point()
+    z = engine.timbre.latent(point)
+    direct = resample(tiny_model.generate(z, 60)[0], 16000, RATE)
+    np.testing.assert_allclose(engine.cache.get(point, 60), direct, atol=5e-3)
+
+
+def test_a_hit_plays_the_cached_note_with_envelope_and_velocity(engine):
+    engine.note_on(60, 100)
+    out = play(engine, 1.2)
+    want = expected_note(engine, 60, 100)
+    assert engine.status()["cache_hits"] == 1
+    np.testing.assert_allclose(out[:L, 0], want, atol=1e-5)
+    np.testing.assert_array_equal(out[:, 0], out[:, 1])  # mono model -> both channels
+    assert not out[L:].any()  # a note held past its audio ends with its release
+
+
+def test_note_off_starts_the_release_and_note_with_duration_too(engine):
+    engine.note_on(60, 127)
+    first = play(engine, 0.5)  # 93.75 blocks -> 94 blocks = 24064 frames
+    engine.note_off(60)
+    rest = play(engine, 0.7)
+    out = np.concatenate([first, rest])[:, 0]
+    held = len(first)
+    want = expected_note(engine, 60, 127, held)
+    np.testing.assert_allclose(out[:len(want)], want, atol=1e-5)
+    assert not out[len(want):].any()
+    engine.note_on(61, 127, duration=0.25)
+    out = play(engine, 1.0)[:, 0]
+    want = expected_note(engine, 61, 127, int(round(0.25 * RATE)))
+    np.testing.assert_allclose(out[:len(want)], want, atol=1e-5)
+    assert not out[len(want):].any()
+
+
+def test_velocity_zero_is_a_note_off(engine):
+    engine.note_on(60, 90)
+    play(engine, 0.1)
+    engine.note_on(60, 0)
+    play(engine, 0.3)
+    assert engine.status()["voices"] == 0
+
+
+def test_a_miss_sounds_at_once_from_a_stand_in_then_the_exact_note(engine):
+    engine.set_xy(1.0, 1.0)  # a far grid point: nothing cached there yet
+    engine.note_on(60, 100)
+    out = play(engine, 0.05)
+    status = engine.status()
+    assert status["cache_misses"] == 1 and status["silent_misses"] == 0
+    assert np.abs(out).max() > 0  # something sounds in the very first block
+    assert np.abs(out[:256]).max() > 0
+    assert wait_for(lambda: engine.wait_ready(0.1), what="the new point to render")
+    engine.all_notes_off()
+    play(engine, 0.05)
+    engine.note_on(60, 100)
+    out = play(engine, 1.1)
+    assert engine.status()["cache_hits"] == 1
+    assert engine.status()["grid_i"] == 2 and engine.status()["grid_j"] == 2
+    np.testing.assert_allclose(out[:L, 0], expected_note(engine, 60, 100), atol=1e-5)
+
+
+def test_moving_within_a_grid_cell_keeps_the_point_and_the_cache(engine):
+    before = engine.status()
+    engine.set_xy(0.2, 0.24)  # grid 3: still point (0, 0)
+    assert engine.timbre.current_point() == engine.timbre.current_point().__class__(0, 0, 0)
+    assert engine.status()["ready"] == 1 and engine.status()["renders"] >= before["renders"]
+
+
+def test_new_seed_is_a_new_timbre_and_old_notes_stand_in(engine):
+    old = engine.cache.get(engine.timbre.current_point(), 60).copy()
+    engine.set_seed(0, 1234)
+    assert engine.timbre.generation == 1
+    engine.note_on(60, 100)  # nothing of generation 1 yet: the old timbre stands in
+    out = play(engine, 0.1)
+    assert np.abs(out).max() > 0
+    assert wait_for(lambda: engine.wait_ready(0.1), what="the new timbre")
+    new = engine.cache.get(engine.timbre.current_point(), 60)
+    assert new.shape == old.shape and not np.allclose(new, old, atol=1e-3)
+    engine.set_seed(0, 1234)  # the same seed again changes nothing
+    assert engine.timbre.generation == 1
+
+
+def test_when_ready_fires_once_the_point_is_rendered(engine):
+    fired = threading.Event()
+    engine.when_ready(fired.set)
+    assert fired.is_set()  # already ready
+    fired.clear()
+    engine.set_seed(3, 77)
+    engine.set_xy(1.0, 0.0)
+    engine.when_ready(fired.set)
+    assert fired.wait(30)
+    assert engine.status()["ready"] == 1
+
+
+def test_render_note_uses_the_exact_position(engine, tiny_model):  # noqa: F811
+    engine.set_xy(0.3, 0.6)
+    got, failed = [], []
+    done = threading.Event()
+    engine.render_note(61, lambda audio: (got.append(audio), done.set()),
+                       lambda reason: (failed.append(reason), done.set()))
+    assert done.wait(30) and not failed
+    z = gl.latent.bilinear_slerp(engine.timbre.anchors, 0.3, 0.6).astype(np.float32)
+    want = resample(tiny_model.generate(z, 61)[0], 16000, RATE)
+    np.testing.assert_allclose(got[0], want, atol=5e-3)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda e: e.note_on(57, 100), "pitch 57 is outside the model's range 58..62"),
+    (lambda e: e.note_on(60.5, 100), "pitch must be a whole number"),
+    (lambda e: e.note_on(60, 128), "velocity must be 0..127, got 128"),
+    (lambda e: e.note_on(60, float("nan")), "velocity must be a whole number"),
+    (lambda e: e.note_on(60, 100, duration=-1), "duration must be 0..3600 seconds"),
+    (lambda e: e.note_on("sixty", 100), "pitch must be a number"),
+    (lambda e: e.set_xy(1.5, 0), "x must be in 0..1, got 1.5"),
+    (lambda e: e.set_xy(0, float("nan")), "y must be in 0..1"),
+    (lambda e: e.set_seed(4, 1), "anchor must be 0..3, got 4"),
+    (lambda e: e.set_seed(0, -1), "seed must be in 0.."),
+    (lambda e: e.set_z(0, [0.0] * 3), "z for anchor 0 needs 16 numbers, got 3"),
+    (lambda e: e.set_z(1, [float("inf")] * 16), "z contains NaN or infinite values"),
+    (lambda e: e.set_envelope(101, 0.5, 25, 0.5), "attack_percent must be in 0..100"),
+    (lambda e: e.set_envelope(1, 0.5, 25, 2), "release_slope must be in 0..1"),
+    (lambda e: e.pitch_bend(3), "pitch bend must be within +-2 semitones"),
+    (lambda e: e.set_gain(-1), "gain must be 0..4"),
+])
+def test_bad_input_is_refused_by_name_and_changes_nothing(engine, call, message):
+    before = engine.status()
+    anchors = engine.timbre.anchors.copy()
+    with pytest.raises(ValueError, match=message.replace("+", r"\+").replace(".", r"\.")):
+        call(engine)
+    after = engine.status()
+    assert np.array_equal(anchors, engine.timbre.anchors)
+    for key in ("x", "y", "anchors_generation", "notes", "attack_percent", "release_slope"):
+        assert before[key] == after[key], key
+    assert not engine.mixer.commands
+
+
+class FailingModel(gl.Model):
+    """A real model whose generate() raises for batches containing pitch 61 (a fault)."""
+    failed: list = []
+
+    def generate(self, z, pitches):
+        if 61 in list(np.atleast_1d(pitches)):
+            FailingModel.failed.append(np.asarray(z).tobytes())
+            raise RuntimeError("simulated out-of-memory")
+        return super().generate(z, pitches)
+
+
+def test_a_failing_render_is_counted_and_the_instrument_plays_on(tiny_model):  # noqa: F811
+    model = FailingModel(tiny_model.config, PITCHES, generator=tiny_model.generator)
+    engine = Engine(model, sample_rate=RATE, blocksize=256, grid=3, cache_bytes=64 << 20,
+                    batch_size=1, log=lambda message: None)
+    engine.start()
+    try:
+        point = engine.timbre.current_point()
+        wait_for(lambda: engine.cache.cached_pitches(point) == 4, what="the other pitches")
+        wait_for(lambda: engine.status()["render_errors"] >= 1, what="the failure")
+        assert engine.status()["ready"] == 0
+        engine.note_on(60, 100)
+        engine.note_on(61, 100)  # stand-in: pitch 60 or 62 resampled
+        out = play(engine, 0.2)
+        assert np.abs(out).max() > 0 and engine.status()["voices"] == 2
+        threading.Event().wait(1.0)
+        # A failed note is retried after a pause (5 s), not in a busy loop.
+        assert len(FailingModel.failed) == len(set(FailingModel.failed)) >= 1
+    finally:
+        engine.stop()
+
+
+def test_the_cache_stays_within_its_budget_while_the_timbre_moves(tiny_model):  # noqa: F811
+    per_point = L * 4 * len(PITCHES)
+    engine = make_engine(tiny_model, cache_bytes=int(2.5 * per_point))
+    try:
+        for x, y in [(1, 0), (0, 1), (1, 1), (0.5, 0.5), (0, 0)]:
+            engine.set_xy(x, y)
+            assert wait_for(lambda: engine.wait_ready(0.1), what=f"point {x},{y}")
+            assert engine.cache.bytes <= engine.cache.budget_bytes
+        status = engine.status()
+        assert status["cache_evictions"] > 0 and status["cache_entries"] <= 12
+    finally:
+        engine.stop()
+
+
+def test_too_small_a_cache_is_refused():
+    model = gl.Model(gl.preset("tiny"), PITCHES)
+    with pytest.raises(ValueError, match="cannot hold one timbre point"):
+        Engine(model, sample_rate=RATE, cache_bytes=1000)
