@@ -11,6 +11,7 @@ playable. Ctrl-C, SIGTERM or the OSC message /quit fade the notes out and stop c
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -62,6 +63,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="memory budget of the note cache in MiB (default 1024)")
     g.add_argument("--polyphony", type=int, default=32, help="voices (default 32)")
     g.add_argument("--batch-size", type=int, default=8, help="notes per render batch")
+    g.add_argument("--render-threads", type=int,
+                   help="CPU threads TensorFlow may use to render (default: all cores but "
+                        "one, which is left to the audio thread)")
     g.add_argument("--seeds", type=int, nargs=4, default=[0, 1, 2, 3], metavar="SEED",
                    help="seeds of the four anchor timbres (default 0 1 2 3)")
     g.add_argument("--velocity-curve", type=float, default=2.0,
@@ -101,6 +105,14 @@ def run(args: argparse.Namespace) -> int:
         from gansynth_live.live.midi_input import MidiInput
         print("\n".join(MidiInput.list_ports(args.midi_api)) or "(no MIDI inputs)")
         return 0
+
+    # The audio callback needs the GIL within a block (5 ms at 256 frames / 48 kHz);
+    # Python's default switch interval (5 ms) would let the render thread keep it that long.
+    sys.setswitchinterval(0.0005)
+    import tensorflow as tf
+    threads = args.render_threads or max(1, (os.cpu_count() or 2) - 1)
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
 
     import gansynth_live as gl
     from gansynth_live.live.audio import AudioOutput

@@ -125,6 +125,8 @@ class OscServer:
                 data, sender = self.socket.recvfrom(MAX_DATAGRAM)
             except OSError:
                 return  # closed
+            if self._closing or sender is None:  # shutdown() wakes recvfrom with nothing
+                return
             try:
                 self.handle_datagram(data, sender)
             except Exception as e:  # noqa: BLE001 - never let one datagram end the server

@@ -95,7 +95,12 @@ class Mixer:
         # Source scratch per channel count, so a row slice stays contiguous for np.take.
         self._a = {c: np.empty((f, c), np.float32) for c in (1, 2)}
         self._b = {c: np.empty((f, c), np.float32) for c in (1, 2)}
-        self._scaled = np.empty(f, np.float64)
+        self._tail = np.empty(f, np.float64)
+        # float32 copies for the products with float32 audio: a ufunc mixing float32 and
+        # float64 operands allocates cast buffers on every call.
+        self._gain32 = np.empty(f, np.float32)
+        self._frac32 = np.empty(f, np.float32)
+        self._scaled = np.empty(f, np.float32)
         self._mono = np.empty(f, np.float32)
         self._absmax = np.empty((f, self.channels), np.float32)
         self.latencies = np.zeros(LATENCY_RING, np.float64)  # seconds, ring buffer
@@ -125,18 +130,20 @@ class Mixer:
         while commands:
             self._apply(commands.popleft())
         out.fill(0.0)
-        if frames > self.max_frames:  # a host gave a bigger block than promised: mix in parts
-            for start in range(0, frames, self.max_frames):
-                self._mix(out[start:start + self.max_frames])
-        else:
-            self._mix(out)
-        if self.gain != 1.0:
-            np.multiply(out, self.gain, out=out)
-        absmax = self._absmax[:frames]
-        np.abs(out, out=absmax)
-        if absmax.max() > 1.0:
+        clipped = False
+        # A host may give a bigger block than promised: mix it in parts of <= max_frames.
+        for start in range(0, frames, self.max_frames):
+            part = out[start:start + self.max_frames]
+            self._mix(part)
+            if self.gain != 1.0:
+                np.multiply(part, self.gain, out=part)
+            absmax = self._absmax[:part.shape[0]]
+            np.abs(part, out=absmax)
+            if absmax.max() > 1.0:
+                clipped = True
+                np.clip(part, -1.0, 1.0, out=part)
+        if clipped:
             self.clipped_blocks += 1
-            np.clip(out, -1.0, 1.0, out=out)
         self.frames_processed += frames
 
     def _mix(self, out: np.ndarray) -> None:
@@ -164,16 +171,25 @@ class Mixer:
             voice.fade_level -= frames * step
             if voice.fade_level <= 0.0:
                 sounding = 0
+        # A note bent up (or held long) can run out of audio before its envelope ends: fade
+        # it out over the fade_frames before the last source frame, however the blocks fall.
+        audio_left = (voice.audio.shape[0] - 1 - voice.position) / (voice.rate * self.bend)
+        if (audio_left + 1.0 < voice.release_start + voice.release - voice.age
+                and audio_left < frames + self.fade_frames):
+            tail = self._tail[:frames]
+            np.multiply(self._ramp[:frames], -1.0 / self.fade_frames, out=tail)
+            np.add(tail, audio_left / self.fade_frames, out=tail)
+            np.clip(tail, 0.0, 1.0, out=tail)
+            np.multiply(gain, tail, out=gain)
         np.multiply(gain, voice.gain, out=gain)
         source, valid = self._read(voice, frames)
         if source is None:  # the audio ran out
             voice.state = 0
             return
-        if valid < sounding:  # a note bent up runs out of audio early: fade, don't cut
-            fade_from = max(0, valid - self.fade_frames)
-            tail = gain[fade_from:valid]
-            np.multiply(tail, self._ramp[valid - fade_from:0:-1] / self.fade_frames, out=tail)
-            sounding = min(sounding, valid)
+        sounding = min(sounding, valid)
+        gain32 = self._gain32[:frames]
+        np.copyto(gain32, gain, casting="same_kind")
+        gain = gain32
         channels_in = source.shape[1]
         if channels_in == self.channels:
             for c in range(self.channels):
@@ -194,7 +210,7 @@ class Mixer:
     def _add_channel(self, out: np.ndarray, source: np.ndarray, gain: np.ndarray) -> None:
         scaled = self._scaled[:len(out)]
         np.multiply(source, gain, out=scaled)
-        np.add(out, scaled, out=out, casting="unsafe")
+        np.add(out, scaled, out=out)
 
     def _read(self, voice: Voice, frames: int) -> tuple[np.ndarray | None, int]:
         """The voice's next `frames` source frames (zeros past the end) and how many of them
@@ -204,7 +220,7 @@ class Mixer:
         channels = audio.shape[1]
         rate = voice.rate * self.bend
         start = voice.position
-        if start >= total - 1:
+        if start > total - 1:
             return None, 0
         dest = self._a[channels][:frames]
         if rate == 1.0 and start == int(start):
@@ -229,13 +245,15 @@ class Mixer:
         np.take(audio, idx, axis=0, out=dest, mode="clip")
         np.take(audio, idx1, axis=0, out=nxt, mode="clip")
         np.subtract(nxt, dest, out=nxt)
+        frac32 = self._frac32[:frames]
+        np.copyto(frac32, frac, casting="same_kind")
         for c in range(channels):
-            np.multiply(nxt[:, c], frac, out=nxt[:, c], casting="unsafe")
+            np.multiply(nxt[:, c], frac32, out=nxt[:, c])
         np.add(dest, nxt, out=dest)
         end = start + frames * rate
         valid = frames
         if end > total - 1:  # zero what lies past the end
-            valid = max(0, min(frames, int(np.ceil((total - 1 - start) / rate))))
+            valid = max(0, min(frames, int((total - 1 - start) / rate) + 1))  # k*rate <= end
             dest[valid:] = 0.0
         voice.position = end
         return dest, valid

@@ -1,0 +1,242 @@
+"""gansynth-live as a user runs it: the real CLI in a subprocess on a real JACK dummy
+server, the embedded default model (real trained weights), OSC from python-osc and from
+liblo's `oscsend`, MIDI over JACK, and the --record WAV checked sample by sample against
+the model's own notes."""
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import gansynth_live as gl
+from gansynth_live.envelope import Envelope
+from gansynth_live.latent import seeded_z
+from gansynth_live.live.voices import velocity_gain
+from gansynth_live.live.worker import resample
+from live_helpers import OscClient
+
+RATE = 48000
+GAIN = 0.5  # the server's default master gain
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`python -m gansynth_live.live ...` with stdout/stderr collected line by line."""
+
+    def __init__(self, env: dict, *args: str, ready_timeout: float = 180.0):
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.output: list[str] = []
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gansynth_live.live", *args], env=env, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.ready_line = self.wait_for("ready: ", ready_timeout)
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.output.append(line)
+            self.lines.put(line)
+
+    def wait_for(self, prefix: str, timeout: float) -> str:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            try:
+                line = self.lines.get(timeout=0.2)
+            except queue.Empty:
+                if self.process.poll() is not None and self.lines.empty():
+                    break
+                continue
+            if line.startswith(prefix):
+                return line
+        raise AssertionError(f"no {prefix!r} line; server said:\n{''.join(self.output)}")
+
+    def wait(self, timeout: float = 30.0) -> int:
+        code = self.process.wait(timeout)
+        self._reader.join(5)
+        return code
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture(scope="module")
+def default_model():
+    return gl.load_model()
+
+
+def expected_note(model, pitch: int) -> np.ndarray:
+    """The note at grid point (0, 0) = anchor 0 = seed 0, at the device rate (mono)."""
+    z = seeded_z(0, model.latent_size)
+    return resample(model.generate(z, pitch)[0], model.sample_rate, RATE)[:, 0]
+
+
+def onsets(channel: np.ndarray, gap: float = 0.05) -> list[int]:
+    """Indices where sound starts after at least `gap` seconds of exact silence."""
+    nonzero = np.flatnonzero(channel != 0.0)
+    if not len(nonzero):
+        return []
+    starts = [int(nonzero[0])]
+    jumps = np.flatnonzero(np.diff(nonzero) > gap * RATE)
+    starts += [int(nonzero[j + 1]) for j in jumps]
+    return starts
+
+
+def start_server(jack, tmp_path, *extra):
+    port = free_port()
+    wav = tmp_path / "played.wav"
+    server = Server(jack.env, "--device", "system", "--osc-port", str(port), "--record",
+                    str(wav), "--render-dir", str(tmp_path / "renders"), "--grid", "3",
+                    "--cache-mb", "64", *extra)
+    return server, port, wav
+
+
+def test_osc_session_is_recorded_exactly(jack, tmp_path, default_model):
+    server, port, wav = start_server(jack, tmp_path)
+    client = OscClient(port)
+    try:
+        assert f"OSC on 127.0.0.1:{port}" in server.ready_line
+        assert client.status()["ready"] == 1
+        client.send("/envelope", 0.0, 0.5, 10.0, 0.5)  # no attack: the note starts exact
+        time.sleep(0.1)
+        t60 = time.perf_counter()
+        client.send("/note_on", 60.0, 127.0)            # Pd style: floats
+        time.sleep(0.4)
+        client.send("/note_off", 60)
+        time.sleep(0.4)
+        t67 = time.perf_counter()
+        subprocess.run(["oscsend", "127.0.0.1", str(port), "/note", "iif", "67", "64", "0.2"],
+                       check=True, timeout=10)       # a foreign client: liblo
+        time.sleep(0.6)
+        t72 = time.perf_counter()
+        client.send("/note_on", 72, 100)
+        time.sleep(0.2)
+        client.send("/all_notes_off")
+        time.sleep(0.6)
+        status = client.status()
+        client.send("/quit")
+        assert client.expect("/done") == ["/quit"]
+        assert server.wait(30) == 0, "".join(server.output)
+    finally:
+        client.close()
+        server.kill()
+    assert status["notes"] == 3 and status["cache_hits"] == 3 and status["osc_failures"] == 0
+    assert status["callback_errors"] == 0 and status["late_callbacks"] == 0
+    assert "underflows" in status and status["device"] == "system"
+    audio, rate = sf.read(wav, dtype="float32")
+    assert rate == RATE and audio.shape[1] == 2
+    left = audio[:, 0]
+    np.testing.assert_array_equal(left, audio[:, 1])
+    starts = onsets(left)
+    assert len(starts) == 3, starts
+    # Note 60, velocity 127, no attack: the first 0.3 s are the model's note times the gain.
+    n = int(0.3 * RATE)
+    np.testing.assert_allclose(left[starts[0]:starts[0] + n],
+                               GAIN * expected_note(default_model, 60)[:n], atol=2e-3)
+    # Note 67 from oscsend, velocity 64, /note with 0.2 s: sounds 0.2 s + release (0.1 s).
+    want = GAIN * velocity_gain(64) * expected_note(default_model, 67)
+    gain = Envelope(0, 0.5, 10, 0.5).note_gain(int(0.2 * RATE), RATE)
+    segment = left[starts[1]:starts[1] + len(gain)]
+    np.testing.assert_allclose(segment, want[:len(gain)] * gain, atol=2e-3)
+    assert not left[starts[1] + len(gain):starts[2]].any()
+    # Timing: onsets as far apart as the messages were sent, within two blocks plus the
+    # blocks the device skipped (an underflow drops a block from the played timeline) and,
+    # for oscsend, the time to start a process.
+    slack = 2 * 256 / RATE + status["underflows"] * 256 / RATE
+    assert abs((starts[2] - starts[0]) / RATE - (t72 - t60)) < slack + 0.01
+    assert abs((starts[1] - starts[0]) / RATE - (t67 - t60)) < slack + 0.1
+    # After /all_notes_off: a 5 ms fade, then silence to the end of the recording.
+    end_of_72 = np.flatnonzero(left)[-1]
+    assert (end_of_72 - starts[2]) / RATE < 0.2 + 0.05
+    assert len(left) - end_of_72 > 0.3 * RATE
+
+
+def test_midi_over_jack_then_ctrl_c(jack_env, tmp_path, default_model):
+    from jack_helpers import jack_midi_backend
+    name = f"gl-test-{os.getpid()}"
+    server, port, wav = start_server(jack_env, tmp_path, "--midi-virtual", name,
+                                     "--midi-api", "UNIX_JACK", "--envelope", "0", "0.5",
+                                     "10", "0.5")
+    client = OscClient(port)
+    try:
+        assert "MIDI in" in server.ready_line
+        backend = jack_midi_backend()
+        target = next(p for p in backend.get_output_names() if p.endswith(f":{name}"))
+        import mido
+        with backend.open_output(target) as out:
+            time.sleep(0.3)
+            out.send(mido.Message("note_on", note=64, velocity=100))
+            time.sleep(0.3)
+            out.send(mido.Message("note_off", note=64))
+            time.sleep(0.4)
+            out.send(mido.Message("control_change", control=1, value=127))  # x -> 1
+            out.send(mido.Message("control_change", control=2, value=0))
+            out.send(mido.Message("note_on", note=200 - 100, velocity=10))  # 100: out of range
+            time.sleep(0.3)
+        status = client.status()
+        assert status["notes"] == 1 and status["x"] == pytest.approx(1.0)
+        assert status["grid_i"] == 2
+        assert any("pitch 100 is outside" in line for line in server.output)
+        server.process.send_signal(signal.SIGINT)  # Ctrl-C
+        assert server.wait(30) == 0, "".join(server.output)
+    finally:
+        client.close()
+        server.kill()
+    audio, _ = sf.read(wav, dtype="float32")
+    left = audio[:, 0]
+    starts = onsets(left)
+    assert len(starts) == 1
+    want = GAIN * velocity_gain(100) * expected_note(default_model, 64)
+    n = int(0.25 * RATE)
+    np.testing.assert_allclose(left[starts[0]:starts[0] + n], want[:n], atol=2e-3)
+    assert not left[-RATE // 10:].any()  # stopped in silence
+
+
+def test_start_up_errors_are_one_clear_line(jack, tmp_path):
+    def run(*args):
+        r = subprocess.run([sys.executable, "-m", "gansynth_live.live", *args], env=jack.env,
+                           capture_output=True, text=True, timeout=120)
+        return r.returncode, r.stdout + r.stderr
+    code, out = run("--model", str(tmp_path / "nope"), "--device", "system")
+    assert code == 1 and f"gansynth-live: error: cannot load model {tmp_path / 'nope'}: no such" in out, out
+    code, out = run("--device", "no-such-card")
+    assert code == 1 and "gansynth-live: error: audio device no-such-card" in out, out
+    assert "system, JACK Audio Connection Kit" in out  # the devices there are
+    code, out = run("--list-devices")
+    assert code == 0 and "system" in out
+
+
+@pytest.mark.skipif(shutil.which("oscsend") is None, reason="liblo-tools not installed")
+def test_oscsend_is_a_client_too(jack, tmp_path):
+    """liblo's tools: a malformed-for-us message (wrong types) gets /fail, the server lives."""
+    server, port, _ = start_server(jack, tmp_path)
+    client = OscClient(port)
+    try:
+        subprocess.run(["oscsend", "127.0.0.1", str(port), "/note_on", "s", "sixty"],
+                       check=True, timeout=10)
+        subprocess.run(["oscsend", "127.0.0.1", str(port), "/timbre/xy", "ff", "0.9", "0.1"],
+                       check=True, timeout=10)
+        status = client.status()
+        assert status["osc_failures"] == 1 and status["x"] == pytest.approx(0.9)
+        client.send("/quit")
+        assert server.wait(30) == 0
+    finally:
+        client.close()
+        server.kill()
