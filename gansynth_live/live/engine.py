@@ -320,6 +320,7 @@ class Engine:
             "channels": self.channels,
             "voices": mixer.active_voices(),
             "polyphony": mixer.polyphony,
+            "pitches": len(self.model.pitches),
             "notes": self.counters["notes"],
             "cache_hits": self.counters["cache_hits"],
             "cache_misses": self.counters["cache_misses"],
