@@ -12,7 +12,7 @@ import gansynth_live as gl
 from gansynth_live.envelope import Envelope
 from gansynth_live.live.engine import Engine
 from gansynth_live.live.voices import velocity_gain
-from gansynth_live.live.worker import resample
+from gansynth_live.live.renderer import resample
 from live_helpers import PITCHES, RATE, make_engine, play, tiny_model, wait_for  # noqa: F401
 
 L = RATE  # 1 s notes at the device rate

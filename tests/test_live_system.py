@@ -21,7 +21,7 @@ import gansynth_live as gl
 from gansynth_live.envelope import Envelope
 from gansynth_live.latent import seeded_z
 from gansynth_live.live.voices import velocity_gain
-from gansynth_live.live.worker import resample
+from gansynth_live.live.renderer import resample
 from live_helpers import OscClient
 
 RATE = 48000

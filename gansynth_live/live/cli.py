@@ -107,27 +107,26 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     # The audio callback needs the GIL within a block (5 ms at 256 frames / 48 kHz);
-    # Python's default switch interval (5 ms) would let the render thread keep it that long.
+    # Python's default switch interval (5 ms) would let another thread keep it that long.
     sys.setswitchinterval(0.0005)
-    import tensorflow as tf
-    threads = args.render_threads or max(1, (os.cpu_count() or 2) - 1)
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
-
     import gansynth_live as gl
     from gansynth_live.live.audio import AudioOutput
     from gansynth_live.live.engine import Engine
     from gansynth_live.live.osc import OscServer
+    from gansynth_live.live.renderer import ProcessRenderer
 
     sample_rate = args.sample_rate or default_rate(args.device)
-    model = gl.load_model(args.model)
+    model = gl.load_model(args.model)  # here for its facts; the render process runs it
+    renderer = ProcessRenderer(args.model, sample_rate, threads=args.render_threads
+                               or max(1, (os.cpu_count() or 2) - 1))
     log(f"model {model.name}: {model.sample_rate} Hz, {model.num_samples / model.sample_rate:g} s "
         f"notes, pitches {model.pitches[0]}..{model.pitches[-1]}")
     engine = Engine(model, sample_rate=sample_rate, channels=args.channels,
                     blocksize=args.blocksize, grid=args.grid,
                     cache_bytes=int(args.cache_mb * 2**20), polyphony=args.polyphony,
                     seeds=args.seeds, velocity_curve=args.velocity_curve, gain=args.gain,
-                    bend_range=args.bend_range, batch_size=args.batch_size, log=log)
+                    bend_range=args.bend_range, batch_size=args.batch_size,
+                    renderer=renderer, log=log)
     engine.set_envelope(*args.envelope)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

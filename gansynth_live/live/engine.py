@@ -24,6 +24,7 @@ import numpy as np
 
 from gansynth_live.envelope import Envelope
 from gansynth_live.live.cache import NoteCache
+from gansynth_live.live.renderer import InProcessRenderer
 from gansynth_live.live.timbre import GridPoint, TimbreState
 from gansynth_live.live.voices import LATENCY_RING, Mixer, NoteStart, velocity_gain
 from gansynth_live.live.worker import RenderJob, RenderWorker
@@ -39,7 +40,8 @@ class Engine:
                  blocksize: int = 256, grid: int = 9, cache_bytes: int = 1 << 30,
                  polyphony: int = 32, seeds: Sequence[int] = (0, 1, 2, 3),
                  velocity_curve: float = 2.0, gain: float = 0.5, bend_range: float = 2.0,
-                 batch_size: int = 8, log: Callable[[str], None] = print):
+                 batch_size: int = 8, renderer=None, log: Callable[[str], None] = print):
+        """`renderer`: what renders notes (`renderer.py`); default: `model` in this process."""
         self.model = model
         self.sample_rate = int(sample_rate)
         self.channels = int(channels)
@@ -59,8 +61,9 @@ class Engine:
                              f"{self.bytes_per_note / 2**20:.2f} MiB); raise it")
         self.mixer = Mixer(self.sample_rate, self.channels, max(self.blocksize, 4096),
                            polyphony=polyphony, gain=gain)
-        self.worker = RenderWorker(model, self.sample_rate, self.next_jobs,
-                                   batch_size=batch_size, on_error=log)
+        self.renderer = renderer or InProcessRenderer(model, self.sample_rate)
+        self.worker = RenderWorker(self.renderer, self.next_jobs, batch_size=batch_size,
+                                   on_error=log)
         self._lock = threading.RLock()
         self._urgent: collections.deque[int] = collections.deque()
         self._last_pitch = model.pitches[len(model.pitches) // 2]
@@ -78,6 +81,7 @@ class Engine:
 
     def stop(self) -> None:
         self.worker.stop()
+        self.renderer.close()
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Block until the current grid point's whole pitch range is cached."""

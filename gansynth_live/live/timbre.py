@@ -117,7 +117,10 @@ def check_anchor(anchor: int) -> int:
 
 
 def check_unit(name: str, value: float) -> float:
-    value = float(value)
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number in 0..1, got {value!r}") from None
     if not 0.0 <= value <= 1.0:  # also rejects NaN
         raise ValueError(f"{name} must be in 0..1, got {value:g}")
     return value

@@ -315,7 +315,11 @@ class Mixer:
         for state in (RELEASED, SUSTAINED, HELD):
             candidates = [v for v in self.voices if v.state == state]
             if candidates:
-                self._fade_out(min(candidates, key=lambda v: v.order))
+                victim = min(candidates, key=lambda v: v.order)
+                if victim.age == 0:  # started in this same block, never heard: just free it
+                    victim.state = 0
+                else:
+                    self._fade_out(victim)
                 self.voices_stolen += 1
                 return
 

@@ -1,9 +1,10 @@
-"""The render worker: a thread that generates notes in batches and resamples them.
+"""The render worker: a thread that has notes rendered in batches and hands them over.
 
 It pulls work instead of draining a queue: `next_jobs(n)` (the engine's planner) says
 what matters most right now, so requests made stale by a timbre move never pile up.
-Generation runs in TensorFlow, which releases the GIL, so the audio and control threads
-keep running while a batch renders. The worker never holds a lock that they need.
+The rendering itself is a renderer's (`renderer.py`: in this process, or in a child
+process as gansynth-live does). The worker never holds a lock that the audio or control
+threads need.
 """
 from __future__ import annotations
 
@@ -15,9 +16,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-import soxr
-
-from gansynth_live.model import Model
 
 
 @dataclass
@@ -31,22 +29,17 @@ class RenderJob:
     key: object = None
 
 
-def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
-    """(frames, channels) float32 from `from_rate` to `to_rate` (soxr, high quality)."""
-    if from_rate == to_rate:
-        return np.ascontiguousarray(audio, np.float32)
-    out = soxr.resample(np.asarray(audio, np.float32), from_rate, to_rate, quality="HQ")
-    return np.ascontiguousarray(out.reshape(-1, audio.shape[1]), np.float32)
-
-
 class RenderWorker:
-    """Runs `next_jobs` -> model.generate -> resample -> job.deliver until stopped."""
+    """Runs `next_jobs` -> renderer -> job.deliver until stopped.
 
-    def __init__(self, model: Model, device_rate: int,
+    `renderer(z, pitches)` returns one (frames, channels) float32 array per note, at the
+    device rate.
+    """
+
+    def __init__(self, renderer: Callable[[np.ndarray, list[int]], list[np.ndarray]],
                  next_jobs: Callable[[int], list[RenderJob]], *, batch_size: int = 8,
                  on_error: Callable[[str], None] = print):
-        self.model = model
-        self.device_rate = int(device_rate)
+        self.renderer = renderer
         self.next_jobs = next_jobs
         self.batch_size = int(batch_size)
         self.on_error = on_error
@@ -97,7 +90,7 @@ class RenderWorker:
         self.busy = True
         try:
             z = np.stack([job.z for job in jobs]).astype(np.float32)
-            audio = self.model.generate(z, [job.pitch for job in jobs])
+            notes = self.renderer(z, [job.pitch for job in jobs])
         except Exception as e:  # noqa: BLE001 - reported, the server plays on
             self.errors += 1
             reason = f"rendering {len(jobs)} notes failed: {type(e).__name__}: {e}"
@@ -109,9 +102,9 @@ class RenderWorker:
             self.busy = False
             self.busy_seconds += time.perf_counter() - start
         self.batches += 1
-        for job, note in zip(jobs, audio):
+        for job, note in zip(jobs, notes):
             try:
-                job.deliver(resample(note, self.model.sample_rate, self.device_rate))
+                job.deliver(note)
                 self.notes_rendered += 1
             except Exception as e:  # noqa: BLE001
                 self.errors += 1
@@ -119,4 +112,4 @@ class RenderWorker:
                 job.fail(f"{type(e).__name__}: {e}")
 
 
-__all__ = ["RenderJob", "RenderWorker", "resample"]
+__all__ = ["RenderJob", "RenderWorker"]

@@ -1,0 +1,308 @@
+"""Live server benchmark: note-on latency, underflows under dense playing, new-timbre time.
+
+    python bench/live_latency.py [--notes 1000] [--dense-seconds 120] [--model DIR]
+
+Runs the real `gansynth-live` (a subprocess, the embedded default model unless --model)
+on a private JACK dummy server (realtime when the system allows it, as a musician's JACK
+runs; the table says which) and drives it over OSC (UDP 127.0.0.1) and JACK MIDI:
+
+1. Note-on latency, measured by the server itself: message received (OSC: datagram read;
+   MIDI: rtmidi callback) -> the audio callback mixing the note's first sample. Median,
+   p99 and max over --notes notes, at blocksize 128 (JACK period 128) and 256 (period
+   256), with the render worker idle and busy (a new anchor seed every second keeps it
+   rendering). Target: within one block.
+2. Underflows: --idle-seconds of silence (the baseline, same server) then --dense-seconds
+   of random playing at 10 notes/s while the timbre moves and the anchors change.
+   Target: 0.
+3. A new timbre point: seconds from /timbre/seed until the point's whole pitch range is
+   playable (/done), and the cache bytes per point.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import queue
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from pythonosc import osc_message
+from pythonosc.osc_message_builder import OscMessageBuilder
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# A private JACK dummy server ----------------------------------------------------------
+
+class Jack:
+    def __init__(self, period: int, rate: int = 48000):
+        self.name = f"gl-bench-{os.getpid()}-{period}"
+        self.env = dict(os.environ, JACK_DEFAULT_SERVER=self.name, JACK_NO_START_SERVER="1",
+                        JACK_NO_AUDIO_RESERVATION="1")
+        self.realtime = True
+        for realtime in (True, False):
+            flags = ["-R", "-P", "70"] if realtime else ["--no-realtime"]
+            self.process = subprocess.Popen(
+                ["jackd", "-n", self.name, *flags, "-d", "dummy", "-r", str(rate), "-p",
+                 str(period)], env=self.env, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL)
+            if self._wait_up():
+                self.realtime = realtime
+                return
+            self.process.kill()
+            self.process.wait()
+        raise RuntimeError("jackd did not start (install the Debian package jackd2)")
+
+    def _wait_up(self) -> bool:
+        for _ in range(100):
+            if self.process.poll() is not None:
+                return False
+            r = subprocess.run(["jack_lsp", "-s", self.name, "system:playback_1"],
+                               env=self.env, capture_output=True, text=True)
+            if r.returncode == 0:
+                return True
+            time.sleep(0.1)
+        return False
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+# The server and an OSC client -----------------------------------------------------------
+
+class Server:
+    def __init__(self, jack: Jack, blocksize: int, model: str | None, extra=()):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.midi_name = f"gl-bench-midi-{self.port}"
+        self.jack_name = jack.name
+        args = [sys.executable, "-m", "gansynth_live.live", "--device", "system",
+                "--blocksize", str(blocksize), "--osc-port", str(self.port),
+                "--midi-virtual", self.midi_name, "--midi-api", "UNIX_JACK", *extra]
+        if model:
+            args += ["--model", model]
+        self.process = subprocess.Popen(args, env=jack.env, cwd=ROOT, text=True,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.started = time.perf_counter()
+        for line in self.process.stdout:
+            if line.startswith("ready: "):
+                break
+        else:
+            raise RuntimeError(f"server did not start:\n{self.process.stderr.read()}")
+        self.ready_seconds = time.perf_counter() - self.started
+        threading.Thread(target=self.process.stderr.read, daemon=True).start()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.replies: queue.Queue = queue.Queue()
+        threading.Thread(target=self._receive, daemon=True).start()
+
+    def _receive(self) -> None:
+        while True:
+            try:
+                data, _ = self.sock.recvfrom(65535)
+            except OSError:
+                return
+            message = osc_message.OscMessage(data)
+            self.replies.put((time.perf_counter(), message.address, message.params))
+
+    def send(self, address: str, *args) -> None:
+        builder = OscMessageBuilder(address)
+        for arg in args:
+            builder.add_arg(arg)
+        self.sock.sendto(builder.build().dgram, ("127.0.0.1", self.port))
+
+    def expect(self, address: str, first=None, timeout: float = 300.0):
+        end = time.monotonic() + timeout
+        while True:
+            when, got, params = self.replies.get(timeout=max(0.01, end - time.monotonic()))
+            if got == address and (first is None or (params and params[0] == first)):
+                return when, params
+
+    def status(self) -> dict:
+        self.send("/status")
+        _, params = self.expect("/status.reply")
+        return dict(zip(params[::2], params[1::2]))
+
+    def stop(self) -> None:
+        self.send("/quit")
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.sock.close()
+
+
+# Measurements ----------------------------------------------------------------------------
+
+def keep_worker_busy(server: Server, stop: threading.Event) -> None:
+    seed = 1000
+    while not stop.wait(1.0):
+        seed += 1
+        server.send("/timbre/seed", 1, seed)
+        server.send("/timbre/xy", random.random(), random.random())
+
+
+def play_notes(server: Server, count: int, via: str, pitches: list[int]) -> None:
+    midi_out = None
+    if via == "midi":
+        import mido
+        os.environ.update(JACK_DEFAULT_SERVER=server.jack_name, JACK_NO_START_SERVER="1")
+        backend = mido.Backend("mido.backends.rtmidi/UNIX_JACK")
+        target = next(p for p in backend.get_output_names()
+                      if p.endswith(f":{server.midi_name}"))
+        midi_out = backend.open_output(target)
+        time.sleep(0.3)
+    rng = random.Random(0)
+    for i in range(count):
+        pitch = rng.choice(pitches)
+        if midi_out is not None:
+            import mido
+            midi_out.send(mido.Message("note_on", note=pitch, velocity=100))
+        else:
+            server.send("/note", pitch, 100, 0.05)
+        time.sleep(0.02 + rng.random() * 0.01)  # ~40 notes/s, off the block grid
+        if midi_out is not None:
+            midi_out.send(mido.Message("note_off", note=pitch))
+    if midi_out is not None:
+        midi_out.close()
+
+
+def latency_row(model, blocksize: int, via: str, busy: bool, notes: int) -> dict:
+    jack = Jack(blocksize)
+    try:
+        server = Server(jack, blocksize, model)
+        try:
+            pitches = list(range(36, 85))
+            stop = threading.Event()
+            if busy:
+                threading.Thread(target=keep_worker_busy, args=(server, stop),
+                                 daemon=True).start()
+                time.sleep(1.5)
+            play_notes(server, notes, via, pitches)
+            stop.set()
+            time.sleep(0.3)
+            status = server.status()
+        finally:
+            server.stop()
+    finally:
+        jack.stop()
+    block_ms = blocksize / 48.0
+    return {"blocksize": blocksize, "via": via, "worker": "busy" if busy else "idle",
+            "notes": status["notes"], "median": status["latency_ms_median"],
+            "p99": status["latency_ms_p99"], "max": status["latency_ms_max"],
+            "block": block_ms, "underflows": status["underflows"],
+            "misses": status["cache_misses"], "jack_rt": jack.realtime}
+
+
+def dense_run(model, idle_seconds: float, dense_seconds: float) -> dict:
+    jack = Jack(256)
+    try:
+        server = Server(jack, 256, model)
+        try:
+            time.sleep(idle_seconds)
+            idle = server.status()
+            rng = random.Random(1)
+            start = time.perf_counter()
+            next_seed = start + 10.0
+            n = 0
+            while time.perf_counter() - start < dense_seconds:
+                server.send("/note", rng.randrange(36, 85), rng.randrange(40, 128),
+                            rng.uniform(0.05, 0.8))
+                if n % 5 == 0:
+                    server.send("/timbre/xy", rng.random(), rng.random())
+                if time.perf_counter() > next_seed:
+                    server.send("/timbre/seed", rng.randrange(4), rng.randrange(10**6))
+                    next_seed += 10.0
+                n += 1
+                time.sleep(0.1)
+            dense = server.status()
+        finally:
+            server.stop()
+    finally:
+        jack.stop()
+    return {"idle": idle, "dense": dense, "notes": n, "jack_rt": jack.realtime,
+            "idle_seconds": idle_seconds, "dense_seconds": dense_seconds}
+
+
+def new_point_run(model, repeats: int) -> dict:
+    jack = Jack(256)
+    try:
+        server = Server(jack, 256, model)
+        try:
+            times = []
+            for i in range(repeats):
+                sent = time.perf_counter()
+                server.send("/timbre/seed", 0, 5000 + i)
+                when, _ = server.expect("/done", "/timbre/seed")
+                times.append(when - sent)
+            status = server.status()
+        finally:
+            server.stop()
+    finally:
+        jack.stop()
+    per_note = status["cache_bytes"] / max(1, status["cache_entries"])
+    return {"seconds": times, "bytes_per_note": per_note, "ready_seconds": server.ready_seconds,
+            "bytes_per_point": per_note * status["pitches"]}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", help="model directory (default: the embedded default model)")
+    p.add_argument("--notes", type=int, default=1000)
+    p.add_argument("--idle-seconds", type=float, default=30.0)
+    p.add_argument("--dense-seconds", type=float, default=120.0)
+    p.add_argument("--repeats", type=int, default=5, help="new-timbre measurements")
+    p.add_argument("--skip", nargs="*", default=[], choices=["latency", "dense", "timbre"])
+    args = p.parse_args()
+    print(f"machine: {os.cpu_count()} cores; model: {args.model or 'embedded default'}")
+
+    if "latency" not in args.skip:
+        rows = [latency_row(args.model, block, via, busy, args.notes)
+                for block in (128, 256) for via in ("osc", "midi") for busy in (False, True)]
+        print(f"\n## Note-on latency (ms; message received -> first sample mixed; "
+              f"JACK realtime: {rows[0]['jack_rt']})\n")
+        print("| blocksize (1 block) | input | render worker | notes | median | p99 | max "
+              "| within 1 block | cache misses | underflows |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            ok = "yes" if r["max"] <= r["block"] else f"p99 {'yes' if r['p99'] <= r['block'] else 'no'}"
+            print(f"| {r['blocksize']} ({r['block']:.2f} ms) | {r['via']} | {r['worker']} "
+                  f"| {r['notes']} | {r['median']:.2f} | {r['p99']:.2f} | {r['max']:.2f} "
+                  f"| {ok} | {r['misses']} | {r['underflows']} |")
+
+    if "dense" not in args.skip:
+        d = dense_run(args.model, args.idle_seconds, args.dense_seconds)
+        idle, dense = d["idle"], d["dense"]
+        print(f"\n## Underflows (blocksize 256, JACK realtime: {d['jack_rt']})\n")
+        print("| phase | seconds | notes | underflows | late callbacks | max callback ms "
+              "| renders | render errors | cache misses |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        print(f"| idle (baseline) | {d['idle_seconds']:g} | 0 | {idle['underflows']} "
+              f"| {idle['late_callbacks']} | {idle['max_callback_ms']:.2f} | {idle['renders']} "
+              f"| {idle['render_errors']} | 0 |")
+        print(f"| dense: 10 notes/s, timbre moving | {d['dense_seconds']:g} | {d['notes']} "
+              f"| {dense['underflows'] - idle['underflows']} "
+              f"| {dense['late_callbacks'] - idle['late_callbacks']} "
+              f"| {dense['max_callback_ms']:.2f} | {dense['renders'] - idle['renders']} "
+              f"| {dense['render_errors']} | {dense['cache_misses']} |")
+
+    if "timbre" not in args.skip:
+        t = new_point_run(args.model, args.repeats)
+        print("\n## A new timbre point\n")
+        print("| start-up to ready (s) | new point playable: median (s) | min | max "
+              "| cache bytes per note | per point |")
+        print("|---|---|---|---|---|---|")
+        print(f"| {t['ready_seconds']:.1f} | {statistics.median(t['seconds']):.2f} "
+              f"| {min(t['seconds']):.2f} | {max(t['seconds']):.2f} "
+              f"| {t['bytes_per_note']:,.0f} | {t['bytes_per_point'] / 2**20:.1f} MiB |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""Renderers: the child-process renderer gansynth-live uses gives the same notes as
+rendering in-process, reports a bad model, a bad request and a killed child, and recovers."""
+from __future__ import annotations
+
+import os
+import signal
+
+import numpy as np
+import pytest
+
+import gansynth_live as gl
+from gansynth_live.live.renderer import InProcessRenderer, ProcessRenderer, RenderError
+from live_helpers import PITCHES, RATE, tiny_model  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def saved_tiny(tiny_model, tmp_path_factory):  # noqa: F811
+    path = tmp_path_factory.mktemp("renderer") / "tiny"
+    gl.save_model(tiny_model, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def renderer(saved_tiny):
+    """One child for the module (starting one imports TensorFlow: seconds)."""
+    renderer = ProcessRenderer(saved_tiny, RATE, threads=1)
+    yield renderer
+    renderer.close()
+    assert renderer.pid is None
+
+
+def test_child_process_renders_what_the_parent_would(tiny_model, renderer):  # noqa: F811
+    z = tiny_model.random_z(3, seed=1)
+    here = InProcessRenderer(tiny_model, RATE)(z, [58, 60, 62])
+    there = renderer(z, [58, 60, 62])
+    assert renderer.pid != os.getpid()
+    assert [a.shape for a in there] == [(RATE, 1)] * 3
+    for a, b in zip(here, there):
+        np.testing.assert_allclose(a, b, atol=5e-3)
+
+
+def test_a_bad_request_fails_and_the_child_lives_on(renderer):
+    pid = renderer.pid
+    with pytest.raises(RenderError, match="pitch 30 is not in the model's vocabulary"):
+        renderer(np.zeros((1, 16), np.float32), [30])
+    assert len(renderer(np.zeros((1, 16), np.float32), [60])) == 1
+    assert renderer.pid == pid and renderer.restarts == 0
+
+
+def test_a_killed_child_is_reported_then_replaced(renderer):
+    os.kill(renderer.pid, signal.SIGKILL)
+    with pytest.raises(RenderError, match="the render process died"):
+        renderer(np.zeros((1, 16), np.float32), [60])
+    assert len(renderer(np.zeros((1, 16), np.float32), [60])) == 1
+    assert renderer.restarts == 1
+
+
+def test_a_bad_model_is_reported_at_start(tmp_path):
+    with pytest.raises(RenderError, match="could not load the model: ModelLoadError: .*nope"):
+        ProcessRenderer(tmp_path / "nope", RATE)
