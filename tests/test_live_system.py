@@ -219,6 +219,11 @@ def test_start_up_errors_are_one_clear_line(jack, tmp_path):
     code, out = run("--device", "no-such-card")
     assert code == 1 and "gansynth-live: error: audio device no-such-card" in out, out
     assert "system, JACK Audio Connection Kit" in out  # the devices there are
+    code, out = run("--device", "system", "--sample-rate", "44100")  # the server runs 48 kHz
+    assert code == 1 and "gansynth-live: error: audio device system: " in out, out
+    assert "Invalid sample rate" in out
+    code, out = run("--grid", "1")
+    assert code == 2 and "argument --grid: must be at least 2, got 1" in out, out
     code, out = run("--list-devices")
     assert code == 0 and "system" in out
 

@@ -19,6 +19,18 @@ import time
 from pathlib import Path
 
 
+def _at_least(minimum: float, kind=int):
+    def convert(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not value >= minimum:  # also rejects NaN
+            raise argparse.ArgumentTypeError(f"must be at least {minimum:g}, got {text}")
+        return value
+    return convert
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="gansynth-live", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", help="model directory (gansynth-live or Magenta); default: "
@@ -26,7 +38,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     g = p.add_argument_group("OSC")
     g.add_argument("--osc-host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1; 0.0.0.0 = all interfaces)")
-    g.add_argument("--osc-port", type=int, default=57120, help="UDP port (default 57120)")
+    g.add_argument("--osc-port", type=_at_least(0), default=57120, help="UDP port (default 57120)")
     g.add_argument("--allow", action="append", default=[], metavar="HOST",
                    help="a client host allowed when listening beyond 127.0.0.1 (repeatable)")
     g.add_argument("--render-dir", default="renders", type=Path,
@@ -44,31 +56,31 @@ def parse_args(argv=None) -> argparse.Namespace:
                                                             "(default 1, the mod wheel)")
     g.add_argument("--midi-cc-y", type=int, default=2, help="CC number moving timbre y "
                                                             "(default 2)")
-    g.add_argument("--bend-range", type=float, default=2.0,
+    g.add_argument("--bend-range", type=_at_least(0, float), default=2.0,
                    help="pitch-bend range in semitones (default 2)")
     g = p.add_argument_group("audio")
     g.add_argument("--device", help="output device name or index (default: the system's)")
-    g.add_argument("--blocksize", type=int, default=256, help="frames per block (default 256)")
+    g.add_argument("--blocksize", type=_at_least(1), default=256, help="frames per block (default 256)")
     g.add_argument("--latency", help="PortAudio output latency: seconds, 'low' (default) "
                                      "or 'high'")
-    g.add_argument("--sample-rate", type=int, help="default: the device's default rate")
+    g.add_argument("--sample-rate", type=_at_least(1000), help="default: the device's default rate")
     g.add_argument("--channels", type=int, default=2, choices=(1, 2))
     g.add_argument("--record", type=Path, metavar="WAV",
                    help="also write exactly what is played to this WAV file")
-    g.add_argument("--gain", type=float, default=0.5, help="master gain (default 0.5)")
+    g.add_argument("--gain", type=_at_least(0, float), default=0.5, help="master gain (default 0.5)")
     g = p.add_argument_group("instrument")
-    g.add_argument("--grid", type=int, default=9,
+    g.add_argument("--grid", type=_at_least(2), default=9,
                    help="timbre grid resolution per side (default 9: 81 cached points)")
-    g.add_argument("--cache-mb", type=float, default=1024.0,
+    g.add_argument("--cache-mb", type=_at_least(1, float), default=1024.0,
                    help="memory budget of the note cache in MiB (default 1024)")
-    g.add_argument("--polyphony", type=int, default=32, help="voices (default 32)")
-    g.add_argument("--batch-size", type=int, default=8, help="notes per render batch")
-    g.add_argument("--render-threads", type=int,
+    g.add_argument("--polyphony", type=_at_least(1), default=32, help="voices (default 32)")
+    g.add_argument("--batch-size", type=_at_least(1), default=8, help="notes per render batch")
+    g.add_argument("--render-threads", type=_at_least(1),
                    help="CPU threads TensorFlow may use to render (default: all cores but "
                         "one, which is left to the audio thread)")
-    g.add_argument("--seeds", type=int, nargs=4, default=[0, 1, 2, 3], metavar="SEED",
+    g.add_argument("--seeds", type=_at_least(0), nargs=4, default=[0, 1, 2, 3], metavar="SEED",
                    help="seeds of the four anchor timbres (default 0 1 2 3)")
-    g.add_argument("--velocity-curve", type=float, default=2.0,
+    g.add_argument("--velocity-curve", type=_at_least(0, float), default=2.0,
                    help="gain = (velocity/127) ** curve (default 2; 0 = no velocity)")
     g.add_argument("--envelope", type=float, nargs=4, metavar=("A%", "AS", "R%", "RS"),
                    default=[1.0, 0.5, 25.0, 0.5],
@@ -76,7 +88,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     g = p.add_argument_group("information")
     g.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
     g.add_argument("--list-midi", action="store_true", help="list MIDI inputs and exit")
-    g.add_argument("--ready-timeout", type=float, default=900.0,
+    g.add_argument("--ready-timeout", type=_at_least(1, float), default=900.0,
                    help="seconds to wait for the first timbre to render (default 900)")
     return p.parse_args(argv)
 
@@ -115,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     from gansynth_live.live.osc import OscServer
     from gansynth_live.live.renderer import ProcessRenderer
 
-    sample_rate = args.sample_rate or default_rate(args.device)
+    sample_rate = check_device(args.device, args.sample_rate, args.channels)
     model = gl.load_model(args.model)  # here for its facts; the render process runs it
     renderer = ProcessRenderer(args.model, sample_rate, threads=args.render_threads
                                or max(1, (os.cpu_count() or 2) - 1))
@@ -192,14 +204,18 @@ def _latency(latency: str | None):
     return float(latency)
 
 
-def default_rate(device: str | None) -> int:
+def check_device(device: str | None, sample_rate: int | None, channels: int) -> int:
+    """The sample rate to use, after checking the device takes it (before the slow start-up)."""
     import sounddevice as sd
     try:
         info = sd.query_devices(_device(device), "output")
+        sample_rate = sample_rate or int(info["default_samplerate"])
+        sd.check_output_settings(_device(device), channels=channels, dtype="float32",
+                                 samplerate=sample_rate)
     except (ValueError, sd.PortAudioError) as e:
         raise RuntimeError(f"audio device {device or '(default)'}: {e}. Available devices:\n"
                            f"{sd.query_devices()}") from None
-    return int(info["default_samplerate"])
+    return sample_rate
 
 
 if __name__ == "__main__":
