@@ -34,7 +34,8 @@ run: setup
 	else \
 	  echo "make run: no audio output device; starting a JACK dummy server for it"; \
 	  export JACK_DEFAULT_SERVER=gansynth-live-run JACK_NO_AUDIO_RESERVATION=1; \
-	  jackd -n gansynth-live-run --no-realtime -d dummy -r 48000 -p 256 >/dev/null 2>&1 & JACKD=$$!; \
+	  RT=--no-realtime; chrt -f 1 true 2>/dev/null && RT=--realtime; \
+	  jackd -n gansynth-live-run $$RT -d dummy -r 48000 -p 256 >/dev/null 2>&1 & JACKD=$$!; \
 	  trap "kill $$JACKD" EXIT INT TERM; sleep 2; \
 	  $(PY) -m gansynth_live.live --device system $(ARGS); \
 	fi
