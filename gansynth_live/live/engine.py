@@ -135,17 +135,19 @@ class Engine:
                     self._urgent.remove(pitch)
                 self._urgent.appendleft(pitch)
                 audio, rate = self.cache.stand_in(point, pitch) or (None, 1.0)
+                if audio is None:
+                    self.counters["silent_misses"] += 1
         if not hit:
             self.worker.wake()
         if audio is None:
-            self.counters["silent_misses"] += 1
             return
         length = min(self.note_frames, int(audio.shape[0] / rate))
         frames = None if duration is None else int(round(duration * self.sample_rate))
         self.mixer.post(("on", NoteStart(pitch, audio, rate,
                                          velocity_gain(velocity, self.velocity_curve),
                                          envelope, length, frames, received)))
-        self.counters["notes"] += 1
+        with self._lock:  # OSC and MIDI threads both count
+            self.counters["notes"] += 1
 
     def note_off(self, pitch) -> None:
         self.mixer.post(("off", _as_int("pitch", pitch)))
