@@ -34,6 +34,7 @@ class NoteCache:
         self.bytes = 0
         self._entries: collections.OrderedDict[Key, np.ndarray] = collections.OrderedDict()
         self._points_by_pitch: dict[int, dict[GridPoint, None]] = collections.defaultdict(dict)
+        self._pitch_count: collections.Counter[GridPoint] = collections.Counter()
         self._lock = threading.Lock()
         self.evictions = 0
 
@@ -60,15 +61,22 @@ class NoteCache:
             old = self._entries.pop(key, None)
             if old is not None:
                 self.bytes -= old.nbytes
+            else:
+                self._pitch_count[point] += 1
             self._entries[key] = audio
             self._points_by_pitch[pitch][point] = None
             self.bytes += audio.nbytes
-            if self.bytes > self.budget_bytes:
-                for victim in [k for k in self._entries if k not in keep and k != key]:
-                    self._remove(victim)
-                    self.evictions += 1
-                    if self.bytes <= self.budget_bytes:
-                        break
+            excess = self.bytes - self.budget_bytes
+            victims = []
+            for k, a in self._entries.items():  # least recently used first
+                if excess <= 0:
+                    break
+                if k not in keep and k != key:
+                    victims.append(k)
+                    excess -= a.nbytes
+            for victim in victims:
+                self._remove(victim)
+                self.evictions += 1
 
     def _remove(self, key: Key) -> None:
         audio = self._entries.pop(key)
@@ -77,10 +85,12 @@ class NoteCache:
         points.pop(key[0], None)
         if not points:
             del self._points_by_pitch[key[1]]
+        self._pitch_count[key[0]] -= 1
+        if not self._pitch_count[key[0]]:
+            del self._pitch_count[key[0]]
 
     def cached_pitches(self, point: GridPoint) -> int:
-        with self._lock:
-            return sum(1 for points in self._points_by_pitch.values() if point in points)
+        return self._pitch_count.get(point, 0)
 
     def points(self) -> set[GridPoint]:
         with self._lock:

@@ -11,6 +11,7 @@ playable. Ctrl-C, SIGTERM or the OSC message /quit fade the notes out and stop c
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import signal
 import sys
@@ -154,6 +155,11 @@ def run(args: argparse.Namespace) -> int:
                 raise TimeoutError(f"the first timbre did not render within "
                                    f"{args.ready_timeout:g} s")
         log(f"first timbre rendered in {time.perf_counter() - started:.1f} s")
+        # A full garbage collection walks every object of this process (TensorFlow's
+        # modules make that millions) with the GIL held: 100 ms and more that the audio
+        # callback would wait. Freeze what exists now; what comes later is little.
+        gc.collect()
+        gc.freeze()
         audio = AudioOutput(engine.mixer.process, sample_rate=sample_rate,
                             channels=args.channels, blocksize=args.blocksize,
                             device=_device(args.device), latency=_latency(args.latency),

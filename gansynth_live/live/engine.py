@@ -16,6 +16,7 @@ What the render worker does next is planned here (`next_jobs`), most urgent firs
 from __future__ import annotations
 
 import collections
+import itertools
 import threading
 import time
 from typing import Callable, Sequence
@@ -71,6 +72,9 @@ class Engine:
         self._failed: dict[tuple[GridPoint, int], float] = {}
         self._explicit: collections.deque[RenderJob] = collections.deque()
         self._ready_waiters: list[Callable[[], None]] = []
+        self._plan_for = None  # (point, x, y) the render plan was made for
+        self._plan: list[GridPoint] = []
+        self._keep: set = set()
         self._ready = threading.Event()
         self.counters = collections.Counter()
 
@@ -238,39 +242,28 @@ class Engine:
         return jobs
 
     def _wanted(self, point: GridPoint):
-        """Keys in priority order, as many as the cache budget holds."""
-        capacity = self.cache.budget_bytes // self.bytes_per_note
+        """Keys to render, in priority order, as many as the cache budget holds."""
         pitches = self.model.pitches
-        urgent = [p for p in self._urgent]
+        urgent = list(self._urgent)
         self._urgent.clear()
         last = self._last_pitch
         order = urgent + sorted((p for p in pitches if p not in urgent),
                                 key=lambda p: (abs(p - last), p))
-        count = 0
-        for p in order:
-            yield point, p
-            count += 1
-        for neighbour in self.timbre.neighbours(point):
-            if count + len(pitches) > capacity:
-                return
-            for p in order:
-                yield neighbour, p
-            count += len(pitches)
+        for planned in self._planned_points(point):
+            if self.cache.cached_pitches(planned) < len(pitches):  # skip complete points
+                for p in order:
+                    yield planned, p
 
-    def _keep_set(self, point: GridPoint) -> set:
-        """Keys eviction must spare: the current point and the planned neighbours."""
-        capacity = self.cache.budget_bytes // self.bytes_per_note
-        keep = set()
-        for key in self._wanted_static(point):
-            keep.add(key)
-            if len(keep) >= capacity:
-                break
-        return keep
-
-    def _wanted_static(self, point: GridPoint):
-        yield from ((point, p) for p in self.model.pitches)
-        for neighbour in self.timbre.neighbours(point):
-            yield from ((neighbour, p) for p in self.model.pitches)
+    def _planned_points(self, point: GridPoint) -> list[GridPoint]:
+        """The current point, then its neighbours nearest first, as many as the budget holds
+        (worked out once per grid point)."""
+        if self._plan_for != (point, self.timbre.x, self.timbre.y):
+            capacity = self.cache.budget_bytes // (self.bytes_per_note * len(self.model.pitches))
+            neighbours = itertools.islice(self.timbre.neighbours(point), max(0, capacity - 1))
+            self._plan = [point, *neighbours]
+            self._keep = {(q, p) for q in self._plan for p in self.model.pitches}
+            self._plan_for = (point, self.timbre.x, self.timbre.y)
+        return self._plan
 
     def _cache_job(self, key) -> RenderJob:
         point, pitch = key
@@ -282,7 +275,8 @@ class Engine:
                 self._failed.pop(key, None)
                 if point.generation != self.timbre.generation:
                     return  # the anchors changed while it rendered
-                self.cache.put(point, pitch, audio, self._keep_set(self.timbre.current_point()))
+                self._planned_points(self.timbre.current_point())
+                self.cache.put(point, pitch, audio, self._keep)
                 self.counters["renders"] += 1
                 waiters = self._check_ready()
             for waiter in waiters:

@@ -8,7 +8,6 @@ threads need.
 """
 from __future__ import annotations
 
-import os
 import threading
 import time
 import traceback
@@ -66,10 +65,6 @@ class RenderWorker:
             self._thread.join(timeout)
 
     def _run(self) -> None:
-        try:  # Linux: a lower priority for this thread, so the audio thread wins the CPU
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-        except (AttributeError, OSError):
-            pass
         while not self._stop.is_set():
             self._wake.clear()
             try:
