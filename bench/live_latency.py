@@ -198,7 +198,8 @@ def latency_row(model, blocksize: int, via: str, busy: bool, notes: int) -> dict
             "notes": status["notes"], "median": status["latency_ms_median"],
             "p99": status["latency_ms_p99"], "max": status["latency_ms_max"],
             "block": block_ms, "underflows": status["underflows"],
-            "misses": status["cache_misses"], "jack_rt": jack.realtime}
+            "misses": status["cache_misses"], "jack_rt": jack.realtime,
+            "late_wakeups": status["late_wakeups"], "max_gap": status["max_callback_gap_ms"]}
 
 
 def dense_run(model, idle_seconds: float, dense_seconds: float) -> dict:
@@ -269,13 +270,15 @@ def main() -> None:
         print(f"\n## Note-on latency (ms; message received -> first sample mixed; "
               f"JACK realtime: {rows[0]['jack_rt']})\n")
         print("| blocksize (1 block) | input | render worker | notes | median | p99 | max "
-              "| within 1 block | cache misses | underflows |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
+              "| within 1 block | cache misses | underflows | late callback wake-ups "
+              "| max gap between callbacks |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
             ok = "yes" if r["max"] <= r["block"] else f"p99 {'yes' if r['p99'] <= r['block'] else 'no'}"
             print(f"| {r['blocksize']} ({r['block']:.2f} ms) | {r['via']} | {r['worker']} "
                   f"| {r['notes']} | {r['median']:.2f} | {r['p99']:.2f} | {r['max']:.2f} "
-                  f"| {ok} | {r['misses']} | {r['underflows']} |")
+                  f"| {ok} | {r['misses']} | {r['underflows']} | {r['late_wakeups']} "
+                  f"| {r['max_gap']:.1f} |")
 
     if "dense" not in args.skip:
         d = dense_run(args.model, args.idle_seconds, args.dense_seconds)

@@ -90,6 +90,9 @@ class AudioOutput:
         self.callback_errors = 0
         self.callbacks = 0
         self.max_callback_seconds = 0.0
+        self.late_wakeups = 0  # callbacks that began over 1.5 blocks after the previous one
+        self.max_gap_seconds = 0.0
+        self._previous_start = 0.0
         self.last_error = ""
         self._budget = self.blocksize / self.sample_rate
         self.recorder = Recorder(record, sample_rate, channels) if record else None
@@ -106,6 +109,13 @@ class AudioOutput:
 
     def _callback(self, outdata: np.ndarray, frames: int, time_info, status) -> None:
         start = time.perf_counter()
+        if self.callbacks:
+            gap = start - self._previous_start
+            if gap > self.max_gap_seconds:
+                self.max_gap_seconds = gap
+            if gap > 1.5 * frames / self.sample_rate:
+                self.late_wakeups += 1
+        self._previous_start = start
         self.callbacks += 1
         if status.output_underflow:
             self.underflows += 1
@@ -137,6 +147,8 @@ class AudioOutput:
         status = {"underflows": self.underflows, "late_callbacks": self.late_callbacks,
                   "callback_errors": self.callback_errors, "callbacks": self.callbacks,
                   "max_callback_ms": self.max_callback_seconds * 1000.0,
+                  "late_wakeups": self.late_wakeups,
+                  "max_callback_gap_ms": self.max_gap_seconds * 1000.0,
                   "output_latency_ms": float(self.stream.latency) * 1000.0,
                   "device": self.device_name}
         if self.recorder is not None:
