@@ -156,15 +156,15 @@ def test_duration_note_releases_mid_block(block, duration):
     assert all_free(m)
 
 
-@pytest.mark.parametrize("block", BLOCKS, ids=BLOCK_IDS)
+@pytest.mark.parametrize("block", [1, 64, 128])
 def test_note_off_during_attack_fades_from_level_reached(block):
+    """Only block sizes that put a block boundary inside the 240-frame attack."""
     m = mixer()
     ns = note()
     total = L + 1200
     starts = _starts(block, total)
     off = _block_index_at_or_after(starts, 100)  # A = 240: still in the attack
-    if starts[off] >= 240:
-        pytest.skip("no block boundary inside the attack")
+    assert starts[off] < 240
     out, _ = render(m, total, block, {0: [("on", ns)], off: [("off", 60)]})
     assert_close(out, expected(0, total, ns, starts[off], m.gain))
     assert np.abs(np.diff(out[:, 0])).max() < 2.0  # no jump bigger than the noise itself
