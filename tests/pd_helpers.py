@@ -214,8 +214,11 @@ class PdSession:
             return [l[4:] for l in self.lines if l.startswith("GS: ")]
 
     def errors(self) -> list[str]:
+        """Pd's own error lines. What the patches print (`GS: ...` from the harness,
+        `gansynth-status: ...` from the examples, e.g. `status render_errors 0`) is data."""
         with self._cond:
-            return [l for l in self.lines if ERROR_RE.search(l)]
+            return [l for l in self.lines if ERROR_RE.search(l)
+                    and not l.startswith(("GS: ", "gansynth-status: "))]
 
     def array_size(self, name: str, timeout=3.0) -> int | None:
         start = len(self.lines)

@@ -1,0 +1,112 @@
+"""The Pd patches against the REAL live server: headless Pd (puredata-core) sends OSC to an
+in-process `Engine` + `OscServer` (tiny model with pitches 48..72, seeded weights) over UDP
+on 127.0.0.1, and the tests check the server's effect (notes played, timbre moved, status
+answered, a real /render WAV loaded into a Pd array). The CLI + JACK path is covered by
+tests/test_live_system.py; the patches' exact OSC by tests/test_pd_patches.py."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import gansynth_live as gl
+from gansynth_live.live.osc import OscServer
+from live_helpers import make_engine, play, wait_for
+from pd_helpers import PD, PdSession, example_copy, free_udp_port
+
+pytestmark = pytest.mark.skipif(PD is None, reason="Pure Data (`pd`, Debian puredata-core) "
+                                                   "is not installed")
+
+
+@pytest.fixture(scope="module")
+def keyboard_model():
+    return gl.Model(gl.preset("tiny"), range(48, 73), name="tiny-keys")
+
+
+@pytest.fixture
+def server(keyboard_model, tmp_path):
+    engine = make_engine(keyboard_model, grid=3)
+    osc = OscServer(engine, port=0, render_dir=tmp_path / "renders", log=lambda m: None)
+    osc.start()
+    yield engine, osc
+    osc.close()
+    engine.stop()
+
+
+def notes_played(engine) -> int:
+    return engine.status()["notes"]
+
+
+def test_abstraction_plays_and_shapes_the_real_server(server):
+    engine, osc = server
+    with PdSession(server_port=osc.port, reply_port=free_udp_port()) as pd:
+        assert pd.wait_for(lambda line: line.startswith("GS: connected"), timeout=10)
+        pd.send("gs note_on 60 100")
+        assert wait_for(lambda: notes_played(engine) == 1, 10, "the note from Pd")
+        play(engine, 0.02)
+        assert engine.status()["voices"] == 1
+        pd.send("gs note_off 60")
+        pd.send("gs xy 0.3 0.7")
+        assert wait_for(lambda: (engine.timbre.x, engine.timbre.y) == pytest.approx((0.3, 0.7)),
+                        10, "the timbre move")
+        pd.send("gs envelope 10 0.3 50 0.7")
+        assert wait_for(lambda: engine.envelope.release_percent == 50, 10, "the envelope")
+        assert engine.envelope.params() == pytest.approx(
+            {"attack_percent": 10, "attack_slope": 0.3, "release_percent": 50,
+             "release_slope": 0.7})
+        pd.send("gs seed 2 1234")
+        assert pd.wait_for(lambda line: line == "GS: done /timbre/seed 2 1234", timeout=60)
+        assert engine.timbre.anchor_sources[2] == "seed 1234"
+        pd.send("gs status")
+        assert pd.wait_for(lambda line: line == "GS: status model tiny-keys", timeout=10)
+        assert pd.wait_for(lambda line: line.startswith("GS: status cache_entries "), 10)
+        pd.send("gs note_on 100 100")  # outside 48..72: the server's reason comes back
+        line = pd.wait_for(lambda line: line.startswith("GS: fail /note_on"), timeout=10)
+        assert line and "outside" in line and "48..72" in line, line
+        assert not pd.errors(), pd.errors()
+    assert notes_played(engine) == 1
+
+
+def test_keyboard_and_sequencer_patches_play_the_real_server(server, tmp_path):
+    engine, osc = server
+    keyboard = example_copy("keyboard.pd", tmp_path, osc.port, free_udp_port())
+    with PdSession(tmp_path, open_patches=[keyboard]) as pd:
+        assert wait_for(lambda: osc.counters["messages"] >= 2, 10, "the patch's subscription")
+        pd.send("to #key 97")    # a: C4 = 60
+        pd.send("to #keyup 97")
+        pd.send("to keyboard-play 67")
+        assert wait_for(lambda: notes_played(engine) == 2, 10, "two notes from the keyboard")
+        assert not pd.errors(), pd.errors()
+    sequencer = example_copy("sequencer.pd", tmp_path, osc.port, free_udp_port())
+    before = notes_played(engine)
+    with PdSession(tmp_path, open_patches=[sequencer]) as pd:
+        assert wait_for(lambda: osc.counters["messages"] >= 2, 10, "the patch's subscription")
+        pd.send("to seq-bpm 600")
+        pd.send("to seq-play 1")
+        assert wait_for(lambda: notes_played(engine) >= before + 4, 20, "sequencer steps")
+        assert wait_for(lambda: engine.timbre.x > 0, 10, "the sequencer's morph")
+        pd.send("to seq-play 0")
+        assert not pd.errors(), pd.errors()
+    assert osc.counters["failures"] == 0
+
+
+def test_render_to_array_loads_the_servers_note(server, tmp_path):
+    engine, osc = server
+    patch = example_copy("render-to-array.pd", tmp_path, osc.port, free_udp_port())
+    with PdSession(tmp_path, open_patches=[patch]) as pd:
+        assert wait_for(lambda: osc.counters["messages"] >= 2, 10, "the patch's subscription")
+        pd.send("to render-go bang")
+        path = osc.render_dir / "pd-note.wav"
+        assert wait_for(path.exists, 60, "the server's WAV")
+        audio, rate = sf.read(path, dtype="float32", always_2d=True)
+        assert rate == engine.sample_rate and audio.shape == (engine.note_frames, 1)
+        assert wait_for(lambda: pd.array_size("gansynth-note", timeout=0.5) == len(audio), 20,
+                        "the Pd array to be filled")
+        for i in (0, 1000, 24000, len(audio) - 1):
+            # Pd prints 6 significant digits
+            assert pd.tabread("gansynth-note", i) == pytest.approx(float(audio[i, 0]), rel=1e-5,
+                                                                   abs=1e-6)
+        assert np.abs(audio).max() > 0
+        assert not pd.errors(), pd.errors()
