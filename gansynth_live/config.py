@@ -34,6 +34,8 @@ class ModelConfig:
     fmap_max: int = 256
     # SAGAN-style self-attention in the block whose H*W == 8192 (GANSynth-Stereo).
     self_attention: bool = False
+    # The pitch also as an image channel of harmonic positions (see pitch_map.py).
+    pitch_map: bool = False
 
     def __post_init__(self) -> None:
         # JSON gives lists; keep tuples so configs compare and hash.
@@ -64,6 +66,9 @@ class ModelConfig:
         if self.audio_length > self.max_audio_length:
             fail("audio_length", f"the {self.spec_shape[0]} frames of hop {self.hop_length} "
                                  f"cover at most {self.max_audio_length} samples")
+        for field in ("self_attention", "pitch_map"):
+            if not isinstance(getattr(self, field), bool):
+                fail(field, "must be true or false")
         if self.self_attention and self.attention_block is None:
             fail("self_attention", "no block has H*W == 8192 in this spec_shape")
 
@@ -130,6 +135,10 @@ PRESETS: dict[str, ModelConfig] = {
     # One-second notes on a 128 x 256 mel-IF image: small enough to train on a CPU.
     "mel_prog_1s": ModelConfig(audio_length=16000, spec_shape=(128, 256), start_shape=(2, 4),
                                latent_size=64, fmap_max=32),
+    # The same with pitch maps: the default model's architecture.
+    "mel_prog_1s_pitch_map": ModelConfig(audio_length=16000, spec_shape=(128, 256),
+                                         start_shape=(2, 4), latent_size=64, fmap_max=32,
+                                         pitch_map=True),
     # Tiny debug model: every code path in seconds on a CPU (tests).
     "tiny": ModelConfig(audio_length=16000, spec_shape=(128, 256), start_shape=(2, 4),
                         latent_size=16, fmap_max=8),

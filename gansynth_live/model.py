@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from gansynth_live.config import ModelConfig
 from gansynth_live.networks import Generator
+from gansynth_live.pitch_map import profiles_for
 from gansynth_live.spectral import SpecgramConverter
 
 
@@ -50,7 +51,8 @@ class Model:
         self.name = name
         self.pitch_counts = dict(pitch_counts) if pitch_counts else {p: 1 for p in pitches}
         self.max_batch = max_batch
-        self.generator = generator or Generator(config, len(pitches))
+        self.generator = generator or Generator(
+            config, len(pitches), pitch_profiles=profiles_for(config, pitches))
         if self.generator.num_pitches != len(pitches):
             raise ValueError(f"generator conditions on {self.generator.num_pitches} pitches, "
                              f"the vocabulary has {len(pitches)}")

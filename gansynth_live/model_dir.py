@@ -27,6 +27,7 @@ import numpy as np
 from gansynth_live.config import ModelConfig
 from gansynth_live.model import Model
 from gansynth_live.networks import Generator
+from gansynth_live.pitch_map import profiles_for
 
 FORMAT = "gansynth-live-model"
 FORMAT_VERSION = 1
@@ -151,7 +152,8 @@ def load_model_dir(path: os.PathLike | str, **model_options: Any) -> Model:
         architecture = ModelConfig.from_dict(config["architecture"])
         pitches = [int(p) for p in config["pitches"]]
         counts = {int(p): int(c) for p, c in config.get("pitch_counts", {}).items()}
-        generator = Generator(architecture, len(pitches))
+        generator = Generator(architecture, len(pitches),
+                              pitch_profiles=profiles_for(architecture, pitches))
         model = Model(architecture, pitches, generator=generator,
                       name=config.get("name") or path.name, pitch_counts=counts or None,
                       progress=config.get("progress"), **model_options)

@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from gansynth_live.config import ModelConfig
+from gansynth_live.pitch_map import pitch_map_image
 
 GENERATOR_SCOPE = "Generator/progressive_gan_generator"
 DISCRIMINATOR_SCOPE = "Discriminator/progressive_gan_discriminator"
@@ -219,6 +220,20 @@ class SelfAttention(tf.Module):
         return out
 
 
+def _checked_profiles(config: ModelConfig, num_pitches: int,
+                      profiles: np.ndarray | None) -> tf.Tensor | None:
+    """The pitch profiles as a constant, checked against the config (None without a map)."""
+    if not config.pitch_map:
+        if profiles is not None:
+            raise ValueError("pitch_profiles given, but the config has no pitch_map")
+        return None
+    expected = (num_pitches, config.spec_shape[1])
+    if profiles is None or tuple(np.shape(profiles)) != expected:
+        raise ValueError(f"a pitch_map config needs pitch_profiles of shape {expected}, "
+                         f"got {None if profiles is None else tuple(np.shape(profiles))}")
+    return tf.constant(profiles, tf.float32)
+
+
 def _collect(layers) -> dict[str, tf.Variable]:
     out: dict[str, tf.Variable] = {}
     for layer in layers:
@@ -233,13 +248,18 @@ class Generator(tf.Module):
 
     Input is concat(z, one_hot) (noise first). Block 1 pixel-normalises it as a
     1 x 1 image, zero-pads it and applies a VALID conv the size of the start shape.
-    Blocks 2.. upscale x2 (nearest) then apply two 3x3 convs.
+    Blocks 2.. upscale x2 (nearest) then apply two 3x3 convs. With `config.pitch_map`
+    the pitch map (pitch_map.py, from `pitch_profiles` [num_pitches, bins]) joins the
+    input of every block's second conv as one more channel.
     """
 
-    def __init__(self, config: ModelConfig, num_pitches: int, seed: int = 0):
+    def __init__(self, config: ModelConfig, num_pitches: int, seed: int = 0,
+                 pitch_profiles: np.ndarray | None = None):
         super().__init__(name="generator")
         self.config = config
         self.num_pitches = num_pitches
+        self.profiles = _checked_profiles(config, num_pitches, pitch_profiles)
+        map_channels = 1 if config.pitch_map else 0
         init = WeightInit(seed)
         nf = config.num_filters
         k = config.kernel_size
@@ -251,12 +271,13 @@ class Generator(tf.Module):
                 in_channels = config.latent_size + num_pitches
                 layers = [_hidden_conv(f"{scope}/conv0", in_channels, nf(1), config.start_shape,
                                        init, "VALID", pixelwise=True),
-                          _hidden_conv(f"{scope}/conv1", nf(1), nf(1), k, init, pixelwise=True)]
+                          _hidden_conv(f"{scope}/conv1", nf(1) + map_channels, nf(1), k, init,
+                                       pixelwise=True)]
             else:
                 layers = [_hidden_conv(f"{scope}/conv0", nf(block_id - 1), nf(block_id), k, init,
                                        pixelwise=True),
-                          _hidden_conv(f"{scope}/conv1", nf(block_id), nf(block_id), k, init,
-                                       pixelwise=True)]
+                          _hidden_conv(f"{scope}/conv1", nf(block_id) + map_channels,
+                                       nf(block_id), k, init, pixelwise=True)]
             if config.self_attention and block_id == config.attention_block:
                 layers.append(SelfAttention(f"{scope}/self_attention", nf(block_id), init))
             self.blocks.append(layers)
@@ -286,11 +307,15 @@ class Generator(tf.Module):
         x = tf.pad(x, [[0, 0], [pad_h, pad_h], [pad_w, pad_w], [0, 0]])
         output = None
         for block_id in range(1, num_blocks + 1):
-            layers = self.blocks[block_id - 1]
-            if block_id > 1:  # nearest-neighbour x2 upscale fused into conv0
-                x, layers = layers[0].upscaled(x), layers[1:]
-            for layer in layers:
-                x = layer(x, training) if isinstance(layer, SelfAttention) else layer(x)
+            conv0, conv1, *rest = self.blocks[block_id - 1]
+            # Block 2 on: nearest-neighbour x2 upscale fused into conv0.
+            x = conv0(x) if block_id == 1 else conv0.upscaled(x)
+            if self.profiles is not None:
+                shape = cfg.block_shape(block_id)
+                x = tf.concat([x, pitch_map_image(self.profiles, one_hot, shape)], axis=-1)
+            x = conv1(x)
+            for layer in rest:
+                x = layer(x, training)
             alpha = generator_alpha(block_id, progress)
             if isinstance(alpha, float) and alpha == 0.0:
                 continue
@@ -304,12 +329,17 @@ class Discriminator(tf.Module):
 
     Input is the normalised mel-IF image at full resolution; each block sees it
     average-pooled to its own resolution through from_rgb, faded in by progress.
+    With `config.pitch_map`, D is conditional: from_rgb also takes the pitch map
+    of the pitch the image should have (call with `one_hot`).
     """
 
-    def __init__(self, config: ModelConfig, num_pitches: int, seed: int = 1):
+    def __init__(self, config: ModelConfig, num_pitches: int, seed: int = 1,
+                 pitch_profiles: np.ndarray | None = None):
         super().__init__(name="discriminator")
         self.config = config
         self.num_pitches = num_pitches
+        self.profiles = _checked_profiles(config, num_pitches, pitch_profiles)
+        map_channels = 1 if config.pitch_map else 0
         init = WeightInit(seed)
         nf = config.num_filters
         k = config.kernel_size
@@ -317,7 +347,8 @@ class Discriminator(tf.Module):
         self.blocks: list[list[tf.Module]] = []
         for block_id in range(1, config.num_resolutions + 1):
             scope = block_scope(DISCRIMINATOR_SCOPE, block_id)
-            self.from_rgb.append(_hidden_conv(f"{scope}/from_rgb", config.image_channels,
+            self.from_rgb.append(_hidden_conv(f"{scope}/from_rgb",
+                                              config.image_channels + map_channels,
                                               nf(block_id), 1, init, pixelwise=False))
             if block_id == 1:
                 layers = [_hidden_conv(f"{scope}/conv0", nf(1) + 1, nf(1), k, init,
@@ -342,15 +373,22 @@ class Discriminator(tf.Module):
 
     @tf.autograph.experimental.do_not_convert
     def __call__(self, images: tf.Tensor, progress=None, num_blocks: int | None = None,
-                 training: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
+                 training: bool = False, one_hot: tf.Tensor | None = None
+                 ) -> tuple[tf.Tensor, tf.Tensor]:
         cfg = self.config
         num_blocks = num_blocks or cfg.num_resolutions
         if progress is None:
             progress = float(num_blocks - 1)
+        if (self.profiles is None) != (one_hot is None):
+            raise ValueError("a discriminator with a pitch map needs one_hot, and only it does")
 
         def from_rgb(block_id: int) -> tf.Tensor:
             factor = 2 ** (cfg.num_resolutions - block_id)
-            return self.from_rgb[block_id - 1](downscale(images, factor))
+            x = downscale(images, factor)
+            if self.profiles is not None:
+                shape = cfg.block_shape(block_id)
+                x = tf.concat([x, pitch_map_image(self.profiles, one_hot, shape)], axis=-1)
+            return self.from_rgb[block_id - 1](x)
 
         def run(block_id: int, x: tf.Tensor) -> tf.Tensor:
             for layer in self.blocks[block_id - 1]:

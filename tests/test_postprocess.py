@@ -159,7 +159,7 @@ def test_failed_verification_deletes_nothing(run_copy, capsys):
     root, meta_path, _ = run_copy
     experiment = json.loads((root / "experiment.json").read_text())
     gan = train.GAN(experiment["hparams"], gl.ModelConfig.from_dict(experiment["architecture"]),
-                    len(PITCHES))
+                    list(PITCHES))
     checkpoint = tf.train.Checkpoint(gan=gan)
     checkpoint.read(os.fspath(root / "checkpoints" / "ckpt-10")).assert_existing_objects_matched()
     variable = gan.ema_generator.trainable_variables[0]

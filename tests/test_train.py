@@ -72,7 +72,7 @@ def restore_gan(root: Path) -> train.GAN:
     experiment = json.loads((root / train.EXPERIMENT_FILE).read_text())
     vocabulary = json.loads((root / train.VOCABULARY_FILE).read_text())
     gan = train.GAN(experiment["hparams"], ModelConfig.from_dict(experiment["architecture"]),
-                    len(vocabulary["pitches"]))
+                    [int(p) for p in vocabulary["pitches"]])
     prefix = tf.train.latest_checkpoint(os.fspath(root / train.CHECKPOINT_DIR))
     tf.train.Checkpoint(gan=gan).read(prefix).assert_existing_objects_matched()
     return gan
@@ -233,7 +233,7 @@ def test_ema_generator_trails_the_trained_generator(resumed_run):
     raw, ema = values(gan.generator.named_variables()), values(gan.ema_generator.named_variables())
     experiment = json.loads((resumed_run.root / train.EXPERIMENT_FILE).read_text())
     fresh = train.GAN(experiment["hparams"], ModelConfig.from_dict(experiment["architecture"]),
-                      len(PITCHES))
+                      list(PITCHES))
     init = values(fresh.generator.named_variables())
     assert distance(values(fresh.ema_generator.named_variables()), init) == 0  # starts equal
     # 32 updates at decay 0.999 move the average a few percent of the way the weights went.
@@ -390,6 +390,27 @@ def test_a_wav_folder_trains_with_its_names_as_the_vocabulary(dataset, tmp_path)
     images, labels = next(iter(train.image_dataset(hparams, config, converter, counts, 2, 0)))
     assert images.shape == (2, 16, 64, 2) and sorted(labels.numpy()) == [0, 1]
     assert float(tf.reduce_max(tf.abs(images))) <= 1.0
+
+
+def test_a_pitch_map_run_trains_postprocesses_and_generates(dataset, tmp_path):
+    root = tmp_path / "run"
+    code, out, err = run_main(["--config", "tiny", "--hparams",
+                               json.dumps(run_hparams(dataset, root, pitch_map=True))])
+    assert code == 0, err
+    experiment = json.loads((root / train.EXPERIMENT_FILE).read_text())
+    assert experiment["architecture"]["pitch_map"] is True
+    gan = restore_gan(root)
+    assert gan.conditional and int(gan.images_seen.numpy()) == 256
+    code = postprocess_model.main(["--ckpt_dir", os.fspath(root), "--meta_path",
+                                   os.fspath(dataset / "meta.json"), "--execute"])
+    assert code == 0
+    model = gl.load_model(root)
+    assert model.config.pitch_map and model.pitches == PITCHES
+    audio = model.generate(model.random_z(2, seed=1), [60, 65])
+    assert audio.shape == (2, NOTE_SAMPLES, 1) and np.isfinite(audio).all()
+    exported = values(model.generator.named_variables())
+    ema = values(gan.ema_generator.named_variables())
+    assert all(np.array_equal(ema[k], exported[k]) for k in ema)
 
 
 # MirroredStrategy over two logical CPU devices ----------------------------------------------

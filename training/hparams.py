@@ -55,7 +55,7 @@ ARCHITECTURE_HPARAMS = {
     "latent_vector_size": "latent_size", "kernel_size": "kernel_size",
     "fmap_base": "fmap_base", "fmap_decay": "fmap_decay", "fmap_max": "fmap_max",
     "num_resolutions": "num_resolutions", "sample_rate": "sample_rate",
-    "self_attention": "self_attention",
+    "self_attention": "self_attention", "pitch_map": "pitch_map",
 }
 SPECIAL_ARCHITECTURE_HPARAMS = ("start_height", "start_width", "audio_length", "channel_mode")
 
@@ -84,7 +84,7 @@ _ARCHITECTURE_TYPES = {
     "latent_vector_size": int, "kernel_size": int, "fmap_base": int, "fmap_max": int,
     "num_resolutions": int, "sample_rate": int, "start_height": int, "start_width": int,
     "fmap_decay": (int, float), "audio_length": (int, float), "self_attention": bool,
-    "channel_mode": str,
+    "pitch_map": bool, "channel_mode": str,
 }
 
 

@@ -126,7 +126,7 @@ def build_model(ckpt_dir: Path, prefix: Path, meta_path: Path):
     vocabulary = json.loads((ckpt_dir / VOCABULARY_FILE).read_text())
     config = ModelConfig.from_dict(experiment["architecture"])
     hparams = experiment["hparams"]
-    gan = GAN(hparams, config, len(vocabulary["pitches"]))
+    gan = GAN(hparams, config, [int(p) for p in vocabulary["pitches"]])
     tf.train.Checkpoint(gan=gan).read(os.fspath(prefix)).expect_partial()
     counts = {int(p): n for p, n in vocabulary["pitch_counts"].items()}
     images = int(gan.images_seen.numpy())

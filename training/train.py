@@ -43,6 +43,7 @@ import tensorflow as tf  # noqa: E402
 from gansynth_live.config import ModelConfig  # noqa: E402
 from gansynth_live.networks import (  # noqa: E402
     Discriminator, Generator, downscale, generator_alpha, upscale)
+from gansynth_live.pitch_map import profiles_for  # noqa: E402
 from gansynth_live.spectral import SpecgramConverter  # noqa: E402
 from training import dataset as data_lib  # noqa: E402
 from training.hparams import HparamsError, parse_hparams_json, resolve_hparams  # noqa: E402
@@ -166,12 +167,15 @@ class PitchHead(tf.Module):
 class GAN(tf.Module):
     """Everything a checkpoint holds: networks, EMA generator, optimisers, image count."""
 
-    def __init__(self, hparams: dict[str, Any], config: ModelConfig, num_pitches: int):
+    def __init__(self, hparams: dict[str, Any], config: ModelConfig, pitches: list[int]):
         super().__init__(name="gan")
-        seed = hparams["seed"]
-        self.generator = Generator(config, num_pitches, seed=seed)
-        self.discriminator = Discriminator(config, num_pitches, seed=seed + 1)
-        self.ema_generator = Generator(config, num_pitches, seed=seed)
+        seed, num_pitches = hparams["seed"], len(pitches)
+        profiles = profiles_for(config, pitches)
+        self.generator = Generator(config, num_pitches, seed=seed, pitch_profiles=profiles)
+        self.discriminator = Discriminator(config, num_pitches, seed=seed + 1,
+                                           pitch_profiles=profiles)
+        self.ema_generator = Generator(config, num_pitches, seed=seed, pitch_profiles=profiles)
+        self.conditional = profiles is not None
         self.pitch_head = PitchHead(config, num_pitches) if hparams["discriminator_pitch_head"] else None
         adam = dict(beta_1=hparams["adam_beta1"], beta_2=hparams["adam_beta2"], epsilon=1e-8)
         self.g_optimizer = tf.keras.optimizers.Adam(hparams["generator_learning_rate"], **adam)
@@ -183,8 +187,11 @@ class GAN(tf.Module):
             self.head_optimizer.build(self.pitch_head.trainable_variables)
         self.images_seen = tf.Variable(0, dtype=tf.int64, trainable=False, name="images_seen")
 
-    def classify(self, images, progress, num_blocks):
-        logits, class_logits = self.discriminator(images, progress, num_blocks, training=True)
+    def classify(self, images, one_hot, progress, num_blocks):
+        """D's (logits, class logits); `one_hot`, the pitch asked for, reaches a pitch-map D."""
+        logits, class_logits = self.discriminator(
+            images, progress, num_blocks, training=True,
+            one_hot=one_hot if self.conditional else None)
         if self.pitch_head is not None:
             class_logits += self.pitch_head(images)
         return logits, class_logits
@@ -202,7 +209,7 @@ class Trainer:
                                            config.spec_shape, config.channels)
         self.root = Path(hparams["train_root_dir"])
         with strategy.scope():
-            self.gan = GAN(hparams, config, len(self.pitches))
+            self.gan = GAN(hparams, config, self.pitches)
         self.checkpoint = tf.train.Checkpoint(gan=self.gan)
         # Under MultiWorkerMirroredStrategy every worker takes part in a save, but only the
         # chief's lands in checkpoints/: the others write to a scratch folder and delete it.
@@ -265,9 +272,9 @@ class Trainer:
             z = tf.random.normal([local, self.config.latent_size])
             labels = self._sample_labels(local)
             with tf.GradientTape() as tape:
-                fake = gan.generator(z, tf.one_hot(labels, num_pitches), progress, num_blocks,
-                                     training=True)
-                logits, class_logits = gan.classify(fake, progress, num_blocks)
+                one_hot = tf.one_hot(labels, num_pitches)
+                fake = gan.generator(z, one_hot, progress, num_blocks, training=True)
+                logits, class_logits = gan.classify(fake, one_hot, progress, num_blocks)
                 ac = self._ac_loss(class_logits, labels)
                 loss = mean(-logits[:, 0] + hp["generator_ac_loss_weight"] * ac)
             variables = gan.generator.trainable_variables
@@ -280,19 +287,24 @@ class Trainer:
             local = tf.shape(real)[0]
             real = blend_resolutions(real, progress, num_blocks, self.config.num_resolutions)
             z = tf.random.normal([local, self.config.latent_size])
-            fake = gan.generator(z, tf.one_hot(self._sample_labels(local), num_pitches), progress,
-                                 num_blocks, training=True)
+            real_one_hot = tf.one_hot(real_labels, num_pitches)
+            # A pitch-map D judges fakes against the pitch they were asked for; giving them
+            # the real batch's pitches lets the gradient penalty's interpolates keep one pitch.
+            fake_one_hot = (real_one_hot if gan.conditional
+                            else tf.one_hot(self._sample_labels(local), num_pitches))
+            fake = gan.generator(z, fake_one_hot, progress, num_blocks, training=True)
             alpha = tf.random.uniform([local, 1, 1, 1])
             between = real + alpha * (fake - real)
             d_vars = list(gan.discriminator.trainable_variables)
             head_vars = list(gan.pitch_head.trainable_variables) if gan.pitch_head else []
             with tf.GradientTape() as tape:
-                real_logits, real_class = gan.classify(real, progress, num_blocks)
-                fake_logits, _ = gan.classify(fake, progress, num_blocks)
+                real_logits, real_class = gan.classify(real, real_one_hot, progress, num_blocks)
+                fake_logits, _ = gan.classify(fake, fake_one_hot, progress, num_blocks)
                 with tf.GradientTape() as gp_tape:
                     gp_tape.watch(between)
-                    between_logits, _ = gan.discriminator(between, progress, num_blocks,
-                                                          training=True)
+                    between_logits, _ = gan.discriminator(
+                        between, progress, num_blocks, training=True,
+                        one_hot=real_one_hot if gan.conditional else None)
                 slopes = tf.sqrt(tf.reduce_sum(tf.square(gp_tape.gradient(between_logits, between)),
                                                axis=[1, 2, 3]) + 1e-10)
                 penalty = tf.square(slopes / hp["gradient_penalty_target"] - 1.0)

@@ -1,0 +1,68 @@
+"""Pitch maps: where a pitch's harmonics fall on the mel frequency axis.
+
+With `ModelConfig.pitch_map` on, the generator and the discriminator see the
+requested pitch not only as a one-hot vector but also as an image channel: each
+pitch's harmonic profile (what a plain harmonic tone at that pitch looks like in
+the mel-IF image), repeated over time and box-downscaled to every block's
+resolution. Convolutions are translation-equivariant, so a one-hot vector tells
+them *which* pitch but not *where* on the frequency axis it belongs; the map says
+where. Trained on a 2-core CPU, a small generator conditioned by the one-hot alone
+never learned pitch (REFERENCE.md section 5, training/default_model/README.md).
+
+Magenta's configs leave it off, so their checkpoints load unchanged.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from gansynth_live.config import ModelConfig
+from gansynth_live.spectral import SpecgramConverter
+
+
+def midi_to_hertz(pitch: float) -> float:
+    return 440.0 * 2.0 ** ((pitch - 69.0) / 12.0)
+
+
+def harmonic_profiles(config: ModelConfig, pitches: Sequence[int]) -> np.ndarray:
+    """float32 [len(pitches), mel bins] in [0, 1]: each pitch's harmonic profile.
+
+    The profile is the normalised log-magnitude a plain harmonic tone at that pitch
+    (harmonic k at amplitude 1/k, all below Nyquist) gets in this config's mel-IF
+    image, averaged over time and mapped from [-1, 1] to [0, 1]: exactly where, and
+    how blurred, a pitch's harmonics land in the spectrograms the networks make.
+    """
+    converter = SpecgramConverter(config.sample_rate, config.audio_length, config.spec_shape,
+                                  config.channels)
+    t = np.arange(config.audio_length) / config.sample_rate
+    tones = np.zeros([len(pitches), config.audio_length])
+    for row, pitch in enumerate(pitches):
+        f0 = midi_to_hertz(pitch)
+        for k in range(1, int(config.sample_rate / 2 / f0) + 1):
+            tones[row] += np.sin(2 * np.pi * k * f0 * t) / k
+        tones[row] *= 0.5 / np.abs(tones[row]).max()
+    waves = np.repeat(tones[:, :, np.newaxis], config.channels, axis=2).astype(np.float32)
+    images = converter.normalize(converter.waves_to_melspecgrams(waves)).numpy()
+    magnitude = images[..., 0].mean(axis=1)  # [pitches, bins], channel 0's log-magnitude
+    # Stretched to [0, 1] per pitch: the harmonics' positions are what matters.
+    low, high = magnitude.min(axis=1, keepdims=True), magnitude.max(axis=1, keepdims=True)
+    return ((magnitude - low) / (high - low)).astype(np.float32)
+
+
+def profiles_for(config: ModelConfig, pitches: Sequence[int]) -> np.ndarray | None:
+    """The profiles a network of `config` needs, or None when it uses no pitch map."""
+    return harmonic_profiles(config, pitches) if config.pitch_map else None
+
+
+def pitch_map_image(profiles: tf.Tensor, one_hot: tf.Tensor, shape: tuple[int, int]) -> tf.Tensor:
+    """[B, H, W, 1]: the one-hot pitches' profiles at resolution `shape` = (H, W).
+
+    Frequency is box-downscaled as `networks.downscale` does the spectrogram.
+    """
+    height, width = shape
+    profile = tf.matmul(one_hot, profiles)  # [B, bins]
+    factor = profiles.shape[1] // width
+    profile = tf.reduce_mean(tf.reshape(profile, [-1, width, factor]), axis=2)
+    return tf.tile(profile[:, tf.newaxis, :, tf.newaxis], [1, height, 1, 1])
