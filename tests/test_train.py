@@ -397,6 +397,8 @@ def test_a_pitch_map_run_trains_postprocesses_and_generates(dataset, tmp_path):
     code, out, err = run_main(["--config", "tiny", "--hparams",
                                json.dumps(run_hparams(dataset, root, pitch_map=True))])
     assert code == 0, err
+    # 64-image stages are far shorter than the default average's memory (8 / 0.001 images).
+    assert "warning: generator_ema_decay 0.999 remembers about 8000 images" in out
     experiment = json.loads((root / train.EXPERIMENT_FILE).read_text())
     assert experiment["architecture"]["pitch_map"] is True
     gan = restore_gan(root)
