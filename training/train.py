@@ -35,7 +35,10 @@ from typing import Any
 # training step about 2.7x faster than the default Eigen kernels (bench/train_speed.py),
 # with the same losses to float32 rounding. They must be chosen before TensorFlow is
 # imported; TF_ENABLE_ONEDNN_OPTS=0 in the environment keeps Eigen.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+# Only when TensorFlow is not loaded yet: set later, the variable would not change this
+# process but would reach its subprocesses, which would then compute differently.
+if "tensorflow" not in sys.modules:
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
