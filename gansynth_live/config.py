@@ -36,6 +36,9 @@ class ModelConfig:
     self_attention: bool = False
     # The pitch also as an image channel of harmonic positions (see pitch_map.py).
     pitch_map: bool = False
+    # The map also holds the tone's instantaneous frequency (a second channel): below
+    # about C3 the STFT bins cannot separate the harmonics, and only IF tells the pitch.
+    pitch_map_if: bool = False
 
     def __post_init__(self) -> None:
         # JSON gives lists; keep tuples so configs compare and hash.
@@ -66,9 +69,11 @@ class ModelConfig:
         if self.audio_length > self.max_audio_length:
             fail("audio_length", f"the {self.spec_shape[0]} frames of hop {self.hop_length} "
                                  f"cover at most {self.max_audio_length} samples")
-        for field in ("self_attention", "pitch_map"):
+        for field in ("self_attention", "pitch_map", "pitch_map_if"):
             if not isinstance(getattr(self, field), bool):
                 fail(field, "must be true or false")
+        if self.pitch_map_if and not self.pitch_map:
+            fail("pitch_map_if", "needs pitch_map")
         if self.self_attention and self.attention_block is None:
             fail("self_attention", "no block has H*W == 8192 in this spec_shape")
 
@@ -91,6 +96,11 @@ class ModelConfig:
     def image_channels(self) -> int:
         """Spectrogram channels: (log-magnitude, instantaneous frequency) per audio channel."""
         return 2 * self.channels
+
+    @property
+    def pitch_map_channels(self) -> int:
+        """Image channels the pitch map adds to the networks' inputs (0, 1 or 2)."""
+        return int(self.pitch_map) + int(self.pitch_map_if)
 
     def num_filters(self, block_id: int) -> int:
         """Feature maps of block `block_id` (Magenta's formula; block 0 is the input width)."""
@@ -139,6 +149,10 @@ PRESETS: dict[str, ModelConfig] = {
     "mel_prog_1s_pitch_map": ModelConfig(audio_length=16000, spec_shape=(128, 256),
                                          start_shape=(2, 4), latent_size=64, fmap_max=32,
                                          pitch_map=True),
+    # Pitch maps with instantaneous frequency too (for the low octaves).
+    "mel_prog_1s_pitch_map_if": ModelConfig(audio_length=16000, spec_shape=(128, 256),
+                                            start_shape=(2, 4), latent_size=64, fmap_max=32,
+                                            pitch_map=True, pitch_map_if=True),
     # Tiny debug model: every code path in seconds on a CPU (tests).
     "tiny": ModelConfig(audio_length=16000, spec_shape=(128, 256), start_shape=(2, 4),
                         latent_size=16, fmap_max=8),

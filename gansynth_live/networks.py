@@ -227,7 +227,7 @@ def _checked_profiles(config: ModelConfig, num_pitches: int,
         if profiles is not None:
             raise ValueError("pitch_profiles given, but the config has no pitch_map")
         return None
-    expected = (num_pitches, config.spec_shape[1])
+    expected = (num_pitches, config.spec_shape[1], config.pitch_map_channels)
     if profiles is None or tuple(np.shape(profiles)) != expected:
         raise ValueError(f"a pitch_map config needs pitch_profiles of shape {expected}, "
                          f"got {None if profiles is None else tuple(np.shape(profiles))}")
@@ -259,7 +259,7 @@ class Generator(tf.Module):
         self.config = config
         self.num_pitches = num_pitches
         self.profiles = _checked_profiles(config, num_pitches, pitch_profiles)
-        map_channels = 1 if config.pitch_map else 0
+        map_channels = config.pitch_map_channels
         init = WeightInit(seed)
         nf = config.num_filters
         k = config.kernel_size
@@ -339,7 +339,7 @@ class Discriminator(tf.Module):
         self.config = config
         self.num_pitches = num_pitches
         self.profiles = _checked_profiles(config, num_pitches, pitch_profiles)
-        map_channels = 1 if config.pitch_map else 0
+        map_channels = config.pitch_map_channels
         init = WeightInit(seed)
         nf = config.num_filters
         k = config.kernel_size

@@ -27,12 +27,16 @@ def midi_to_hertz(pitch: float) -> float:
 
 
 def harmonic_profiles(config: ModelConfig, pitches: Sequence[int]) -> np.ndarray:
-    """float32 [len(pitches), mel bins] in [0, 1]: each pitch's harmonic profile.
+    """float32 [len(pitches), mel bins, config.pitch_map_channels]: each pitch's profile.
 
-    The profile is the normalised log-magnitude a plain harmonic tone at that pitch
+    Channel 0 is the normalised log-magnitude a plain harmonic tone at that pitch
     (harmonic k at amplitude 1/k, all below Nyquist) gets in this config's mel-IF
-    image, averaged over time and mapped from [-1, 1] to [0, 1]: exactly where, and
-    how blurred, a pitch's harmonics land in the spectrograms the networks make.
+    image, averaged over time and mapped to [0, 1]: exactly where, and how blurred, a
+    pitch's harmonics land in the spectrograms the networks make. With
+    `config.pitch_map_if`, channel 1 is the tone's normalised instantaneous frequency
+    in [-1, 1], averaged over the frames whose window lies inside the tone. Below about
+    C3 several harmonics share a 31 Hz STFT bin and the magnitude channels of two
+    pitches an octave apart correlate at 0.98; their IF channels do not (0.1 to 0.5).
     """
     converter = SpecgramConverter(config.sample_rate, config.audio_length, config.spec_shape,
                                   config.channels)
@@ -48,7 +52,14 @@ def harmonic_profiles(config: ModelConfig, pitches: Sequence[int]) -> np.ndarray
     magnitude = images[..., 0].mean(axis=1)  # [pitches, bins], channel 0's log-magnitude
     # Stretched to [0, 1] per pitch: the harmonics' positions are what matters.
     low, high = magnitude.min(axis=1, keepdims=True), magnitude.max(axis=1, keepdims=True)
-    return ((magnitude - low) / (high - low)).astype(np.float32)
+    channels = [(magnitude - low) / (high - low)]
+    if config.pitch_map_if:
+        # Frames that see the zero padding in front or the cut at the end are left out.
+        window_hops = converter.n_fft // converter.hop
+        first = -(-converter.pad_left // converter.hop) + window_hops
+        steady = images[:, first:-window_hops, :, 1]
+        channels.append((steady if steady.shape[1] else images[..., 1]).mean(axis=1))
+    return np.stack(channels, axis=-1).astype(np.float32)
 
 
 def profiles_for(config: ModelConfig, pitches: Sequence[int]) -> np.ndarray | None:
@@ -57,12 +68,13 @@ def profiles_for(config: ModelConfig, pitches: Sequence[int]) -> np.ndarray | No
 
 
 def pitch_map_image(profiles: tf.Tensor, one_hot: tf.Tensor, shape: tuple[int, int]) -> tf.Tensor:
-    """[B, H, W, 1]: the one-hot pitches' profiles at resolution `shape` = (H, W).
+    """[B, H, W, C]: the one-hot pitches' profiles [P, bins, C] at resolution `shape` = (H, W).
 
     Frequency is box-downscaled as `networks.downscale` does the spectrogram.
     """
     height, width = shape
-    profile = tf.matmul(one_hot, profiles)  # [B, bins]
-    factor = profiles.shape[1] // width
-    profile = tf.reduce_mean(tf.reshape(profile, [-1, width, factor]), axis=2)
-    return tf.tile(profile[:, tf.newaxis, :, tf.newaxis], [1, height, 1, 1])
+    bins, channels = profiles.shape[1], profiles.shape[2]
+    profile = tf.matmul(one_hot, tf.reshape(profiles, [-1, bins * channels]))  # [B, bins * C]
+    factor = bins // width
+    profile = tf.reduce_mean(tf.reshape(profile, [-1, width, factor, channels]), axis=2)
+    return tf.tile(profile[:, tf.newaxis], [1, height, 1, 1])

@@ -31,6 +31,7 @@ from gansynth_live.config import ModelConfig
 from training import make_dataset, postprocess_model, train
 from training.hparams import resolve_hparams
 from training.schedule import Schedule
+from training.warm_start import warm_start
 from training_helpers import NOTE_SAMPLES, PITCHES, TINY_ARCHITECTURE, render_note_folder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -413,6 +414,50 @@ def test_a_pitch_map_run_trains_postprocesses_and_generates(dataset, tmp_path):
     exported = values(model.generator.named_variables())
     ema = values(gan.ema_generator.named_variables())
     assert all(np.array_equal(ema[k], exported[k]) for k in ema)
+
+
+def test_warm_start_adds_the_if_pitch_map_to_a_trained_run(dataset, tmp_path):
+    """A pitch_map run grows pitch_map_if: the widened networks first compute exactly what
+    the old ones did, then train on from the old image count with the new inputs."""
+    old_root, new_root = tmp_path / "magnitude_map", tmp_path / "with_if"
+    code, _, err = run_main(["--config", "tiny", "--hparams", json.dumps(
+        run_hparams(dataset, old_root, pitch_map=True, total_num_images=128))])
+    assert code == 0, err
+    old = restore_gan(old_root)
+
+    new_hparams = run_hparams(dataset, new_root, pitch_map=True, pitch_map_if=True,
+                              warm_start_from=os.fspath(old_root))
+    hparams, config = resolve_hparams("tiny", new_hparams)
+    gan = train.GAN(hparams, config, list(PITCHES))
+    warm_start(gan, hparams, config, list(PITCHES), old_root)
+    assert int(gan.images_seen.numpy()) == 128
+    z = tf.random.stateless_normal([4, config.latent_size], seed=[1, 2])
+    one_hot = tf.one_hot([0, 1, 2, 3], len(PITCHES))
+    for net in ("generator", "ema_generator"):
+        np.testing.assert_allclose(getattr(gan, net)(z, one_hot, 1.0, 2),
+                                   getattr(old, net)(z, one_hot, 1.0, 2), atol=2e-5)
+    images = old.generator(z, one_hot, 1.0, 2)
+    for new_out, old_out in zip(gan.discriminator(images, 1.0, 2, one_hot=one_hot),
+                                old.discriminator(images, 1.0, 2, one_hot=one_hot)):
+        np.testing.assert_allclose(new_out, old_out, rtol=1e-4, atol=1e-4)
+    kernel = "Generator/progressive_gan_generator/progressive_gan_block_2/conv1/conv2d/kernel"
+    assert not np.any(gan.generator.named_variables()[kernel][:, :, -1, :])
+
+    code, out, err = run_main(["--config", "tiny", "--hparams", json.dumps(new_hparams)])
+    assert code == 0, err
+    assert "(warm start) at 128 images of 256" in out
+    trained = restore_gan(new_root)
+    assert int(trained.images_seen.numpy()) == 256
+    assert np.abs(trained.generator.named_variables()[kernel][:, :, -1, :]).max() > 0
+
+    # What cannot be widened is refused with the reason, before anything is written.
+    for bad, message in [({"warm_start_from": os.fspath(tmp_path)}, "not a gansynth-train run"),
+                         ({"latent_vector_size": 8}, "differs in ['latent_size']")]:
+        root = tmp_path / f"bad_{len(message)}"
+        code, _, err = run_main(["--config", "tiny", "--hparams", json.dumps(
+            {**new_hparams, "train_root_dir": os.fspath(root), **bad})])
+        assert code == 1 and message in err, err
+        assert not list((root / train.CHECKPOINT_DIR).glob("ckpt-*"))
 
 
 # MirroredStrategy over two logical CPU devices ----------------------------------------------

@@ -43,6 +43,10 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     # normalised magnitude, added to the AC logits. REFERENCE.md section 5 measured that
     # the PGGAN classifier alone learns pitch very slowly at small sizes.
     "discriminator_pitch_head": False,
+    # A run directory to start from when this run has no checkpoint yet: its weights,
+    # moving average, optimiser state and image count, with new input channels (e.g.
+    # pitch_map_if) at zero (training/warm_start.py).
+    "warm_start_from": None,
     # bookkeeping
     "save_summaries_num_images": 10_000,
     "save_checkpoint_secs": 600,
@@ -56,6 +60,7 @@ ARCHITECTURE_HPARAMS = {
     "fmap_base": "fmap_base", "fmap_decay": "fmap_decay", "fmap_max": "fmap_max",
     "num_resolutions": "num_resolutions", "sample_rate": "sample_rate",
     "self_attention": "self_attention", "pitch_map": "pitch_map",
+    "pitch_map_if": "pitch_map_if",
 }
 SPECIAL_ARCHITECTURE_HPARAMS = ("start_height", "start_width", "audio_length", "channel_mode")
 
@@ -84,7 +89,7 @@ _ARCHITECTURE_TYPES = {
     "latent_vector_size": int, "kernel_size": int, "fmap_base": int, "fmap_max": int,
     "num_resolutions": int, "sample_rate": int, "start_height": int, "start_width": int,
     "fmap_decay": (int, float), "audio_length": (int, float), "self_attention": bool,
-    "pitch_map": bool, "channel_mode": str,
+    "pitch_map": bool, "pitch_map_if": bool, "channel_mode": str,
 }
 
 

@@ -51,6 +51,7 @@ from gansynth_live.spectral import SpecgramConverter  # noqa: E402
 from training import dataset as data_lib  # noqa: E402
 from training.hparams import HparamsError, parse_hparams_json, resolve_hparams  # noqa: E402
 from training.schedule import Schedule  # noqa: E402
+from training.warm_start import warm_start  # noqa: E402
 
 EXPERIMENT_FILE = "experiment.json"
 VOCABULARY_FILE = "pitches.json"
@@ -398,6 +399,12 @@ class Trainer:
             # Keras optimisers checkpoint their learning rate; this run's hparams decide it.
             self.gan.g_optimizer.learning_rate = self.hparams["generator_learning_rate"]
             self.gan.d_optimizer.learning_rate = self.hparams["discriminator_learning_rate"]
+        elif self.hparams["warm_start_from"]:
+            restored = warm_start(self.gan, self.hparams, self.config, self.pitches,
+                                  self.hparams["warm_start_from"])
+            self.gan.g_optimizer.learning_rate = self.hparams["generator_learning_rate"]
+            self.gan.d_optimizer.learning_rate = self.hparams["discriminator_learning_rate"]
+            restored = f"{restored} (warm start)"
         images = int(self.gan.images_seen.numpy())
         self.log(f"{'resumed from ' + restored if restored else 'starting a new run'} "
                  f"at {images} images of {self.schedule.total_images}")
