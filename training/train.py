@@ -396,15 +396,13 @@ class Trainer:
         restored = tf.train.latest_checkpoint(os.fspath(self.checkpoint_dir))  # the chief's
         if restored:
             self.checkpoint.restore(restored)
+        elif self.hparams["warm_start_from"]:
+            restored = warm_start(self.gan, self.hparams, self.config, self.pitches,
+                                  self.hparams["warm_start_from"]) + " (warm start)"
+        if restored:
             # Keras optimisers checkpoint their learning rate; this run's hparams decide it.
             self.gan.g_optimizer.learning_rate = self.hparams["generator_learning_rate"]
             self.gan.d_optimizer.learning_rate = self.hparams["discriminator_learning_rate"]
-        elif self.hparams["warm_start_from"]:
-            restored = warm_start(self.gan, self.hparams, self.config, self.pitches,
-                                  self.hparams["warm_start_from"])
-            self.gan.g_optimizer.learning_rate = self.hparams["generator_learning_rate"]
-            self.gan.d_optimizer.learning_rate = self.hparams["discriminator_learning_rate"]
-            restored = f"{restored} (warm start)"
         images = int(self.gan.images_seen.numpy())
         self.log(f"{'resumed from ' + restored if restored else 'starting a new run'} "
                  f"at {images} images of {self.schedule.total_images}")

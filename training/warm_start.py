@@ -60,12 +60,11 @@ def _copy_variables(what: str, source: list[tf.Variable], target: list[tf.Variab
         raise WarmStartError(f"{what}: {len(source)} variables in the checkpoint's run, "
                              f"{len(target)} in this one")
     for src, dst in zip(source, target):
-        name = dst.name
         if src.name != dst.name:
             raise WarmStartError(f"{what}: variable {dst.name} of this run meets {src.name}")
         value = src.numpy()
         if tuple(src.shape) != tuple(dst.shape):
-            value = on_widen(name, value, tuple(dst.shape))
+            value = on_widen(dst.name, value, tuple(dst.shape))
         dst.assign(value)
 
 
