@@ -153,6 +153,12 @@ PRESETS: dict[str, ModelConfig] = {
     "mel_prog_1s_pitch_map_if": ModelConfig(audio_length=16000, spec_shape=(128, 256),
                                             start_shape=(2, 4), latent_size=64, fmap_max=32,
                                             pitch_map=True, pitch_map_if=True),
+    # Pitch maps on Magenta's frequency resolution (n_fft 2048, 7.8 Hz bins) at 1 s: the
+    # same pixel count as 128 x 256, but the harmonics of C1 (32.7 Hz apart) are resolved.
+    "mel_prog_1s_hires_pitch_map_if": ModelConfig(audio_length=16000, spec_shape=(32, 1024),
+                                                  start_shape=(1, 32), num_resolutions=6,
+                                                  latent_size=64, fmap_max=32, pitch_map=True,
+                                                  pitch_map_if=True),
     # Tiny debug model: every code path in seconds on a CPU (tests).
     "tiny": ModelConfig(audio_length=16000, spec_shape=(128, 256), start_shape=(2, 4),
                         latent_size=16, fmap_max=8),

@@ -68,6 +68,25 @@ def test_the_if_channel_tells_apart_low_pitches_the_magnitude_cannot():
     assert magnitude_corr.min() > 0.95 and if_corr.max() < 0.7, (magnitude_corr, if_corr)
 
 
+def test_the_hires_preset_resolves_low_pitches_in_magnitude_and_makes_1s_notes():
+    """At n_fft 2048 (7.8 Hz bins) the harmonics of C1 fall in separate bins, so the
+    magnitude profiles of C1, F#1 and C2 differ as clearly as their IF profiles; the
+    networks run on the 32 x 1024 image and the model makes one-second notes."""
+    config = preset("mel_prog_1s_hires_pitch_map_if")
+    assert (config.n_fft, config.hop_length, config.spec_shape) == (2048, 512, (32, 1024))
+    low = [24, 30, 36]
+    both = harmonic_profiles(config, low)
+    assert both.shape == (3, 1024, 2)
+    assert np.corrcoef(both[..., 0])[np.triu_indices(3, 1)].max() < 0.5
+    model = gl.Model(config, low, name="hires-test")
+    assert model.generate_specgrams(model.random_z(2, seed=0), [24, 36]).shape == (2, 32, 1024, 2)
+    audio = model.generate(model.random_z(1, seed=1), [30])
+    assert audio.shape == (1, 16000, 1) and np.isfinite(audio).all()
+    discriminator = Discriminator(config, 3, pitch_profiles=both)
+    logits, classes = discriminator(tf.zeros([2, 32, 1024, 2]), one_hot=tf.one_hot([0, 2], 3))
+    assert logits.shape == (2, 1) and classes.shape == (2, 3)
+
+
 def test_map_image_is_the_downscaled_full_resolution_map(profiles):
     one_hot = tf.one_hot([0, 20, 48], len(PITCHES))
     full = pitch_map_image(tf.constant(profiles), one_hot, CONFIG.spec_shape)
