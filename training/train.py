@@ -375,22 +375,6 @@ class Trainer:
         if not self.is_chief:
             shutil.rmtree(self.write_dir, ignore_errors=True)
 
-    def _warn_if_ema_outlasts_stages(self) -> None:
-        """The exported generator is the moving average, whose memory is 1 / (1 - decay)
-        steps. A stage much shorter than that exports a generator still made mostly of
-        the previous stages' weights: measured on the default model's run at 55,000
-        images (decay 0.999, 312-step stages), the raw generator's notes were at the right
-        pitch for 39 % and the average's for 1 %."""
-        hp = self.hparams
-        memory_images = self.schedule.batch_size(0) / (1.0 - hp["generator_ema_decay"])
-        shortest = min(hp["stable_stage_num_images"], hp["transition_stage_num_images"])
-        if self.schedule.progressive and memory_images > shortest / 3:
-            self.log(f"warning: generator_ema_decay {hp['generator_ema_decay']} remembers about "
-                     f"{memory_images:.0f} images, more than a third of a {shortest}-image "
-                     f"stage; the exported (averaged) generator will lag the trained one. "
-                     f"Use a decay of at most {1 - 3 * self.schedule.batch_size(0) / shortest:.4f} "
-                     f"or longer stages.")
-
     def train(self, max_seconds: float | None = None) -> int:
         """Run until total_num_images (or `max_seconds`); returns the image count reached."""
         restored = tf.train.latest_checkpoint(os.fspath(self.checkpoint_dir))  # the chief's
@@ -406,7 +390,9 @@ class Trainer:
         images = int(self.gan.images_seen.numpy())
         self.log(f"{'resumed from ' + restored if restored else 'starting a new run'} "
                  f"at {images} images of {self.schedule.total_images}")
-        self._warn_if_ema_outlasts_stages()
+        warning = ema_lag_warning(self.hparams, self.schedule, images)
+        if warning:
+            self.log(warning)
         start = last_save = last_log = time.time()
         start_images = images
         summary_every = self.hparams["save_summaries_num_images"]
@@ -476,6 +462,29 @@ class Trainer:
 
 
 # Run directory and entry point -----------------------------------------------------------------
+
+def ema_lag_warning(hparams: dict[str, Any], schedule: Schedule, images: int) -> str | None:
+    """A warning when the generator's moving average outlasts the stages still ahead.
+
+    The exported generator is the moving average, whose memory is 1 / (1 - decay)
+    steps. A stage much shorter than that exports a generator still made mostly of
+    the previous stages' weights: measured on the default model's run at 55,000
+    images (decay 0.999, 312-step stages), the raw generator's notes were at the right
+    pitch for 39 % and the average's for 1 %. Once the last stage has begun there is
+    nothing left to lag behind, and a long memory only smooths the training's noise.
+    """
+    if not schedule.progressive or schedule.stage_of(images) == schedule.num_stages - 1:
+        return None
+    memory_images = schedule.batch_size(0) / (1.0 - hparams["generator_ema_decay"])
+    shortest = min(hparams["stable_stage_num_images"], hparams["transition_stage_num_images"])
+    if memory_images <= shortest / 3:
+        return None
+    return (f"warning: generator_ema_decay {hparams['generator_ema_decay']} remembers about "
+            f"{memory_images:.0f} images, more than a third of a {shortest}-image stage; the "
+            f"exported (averaged) generator will lag the trained one. Use a decay of at most "
+            f"{1 - 3 * schedule.batch_size(0) / shortest:.4f} or longer stages, or raise it "
+            f"once the last stage has begun.")
+
 
 def write_json_atomic(path: Path, value) -> None:
     tmp = path.with_name(f".{path.name}.{socket.gethostname()}-{os.getpid()}.tmp")
