@@ -154,6 +154,29 @@ def blend_resolutions(images: tf.Tensor, progress, num_blocks: int, num_resoluti
 
 # The GAN ------------------------------------------------------------------------------------
 
+def ema_lag_warning(decay: float, schedule: Schedule, images: int) -> str | None:
+    """A warning when the generator's moving average outlasts the stages still ahead.
+
+    The exported generator is the moving average, whose memory is 1 / (1 - decay)
+    steps. A stage much shorter than that exports a generator still made mostly of
+    the previous stages' weights: measured on the default model's run at 55,000
+    images (decay 0.999, 312-step stages), the raw generator's notes were at the right
+    pitch for 39 % and the average's for 1 %. Once the last stage has begun there is
+    nothing left to lag behind, and a long memory only smooths the training's noise.
+    """
+    if not schedule.progressive or schedule.stage_of(images) == schedule.num_stages - 1:
+        return None
+    memory_images = schedule.batch_size(0) / (1.0 - decay)
+    shortest = min(schedule.stable_images, schedule.transition_images)
+    if memory_images <= shortest / 3:
+        return None
+    return (f"warning: generator_ema_decay {decay} remembers about "
+            f"{memory_images:.0f} images, more than a third of a {shortest}-image stage; the "
+            f"exported (averaged) generator will lag the trained one. Use a decay of at most "
+            f"{1 - 3 * schedule.batch_size(0) / shortest:.4f} or longer stages, or raise it "
+            f"once the last stage has begun.")
+
+
 class PitchHead(tf.Module):
     """Extra D pitch logits from the time-averaged normalised magnitude (see hparams.py)."""
 
@@ -390,7 +413,7 @@ class Trainer:
         images = int(self.gan.images_seen.numpy())
         self.log(f"{'resumed from ' + restored if restored else 'starting a new run'} "
                  f"at {images} images of {self.schedule.total_images}")
-        warning = ema_lag_warning(self.hparams, self.schedule, images)
+        warning = ema_lag_warning(self.hparams["generator_ema_decay"], self.schedule, images)
         if warning:
             self.log(warning)
         start = last_save = last_log = time.time()
@@ -462,29 +485,6 @@ class Trainer:
 
 
 # Run directory and entry point -----------------------------------------------------------------
-
-def ema_lag_warning(hparams: dict[str, Any], schedule: Schedule, images: int) -> str | None:
-    """A warning when the generator's moving average outlasts the stages still ahead.
-
-    The exported generator is the moving average, whose memory is 1 / (1 - decay)
-    steps. A stage much shorter than that exports a generator still made mostly of
-    the previous stages' weights: measured on the default model's run at 55,000
-    images (decay 0.999, 312-step stages), the raw generator's notes were at the right
-    pitch for 39 % and the average's for 1 %. Once the last stage has begun there is
-    nothing left to lag behind, and a long memory only smooths the training's noise.
-    """
-    if not schedule.progressive or schedule.stage_of(images) == schedule.num_stages - 1:
-        return None
-    memory_images = schedule.batch_size(0) / (1.0 - hparams["generator_ema_decay"])
-    shortest = min(hparams["stable_stage_num_images"], hparams["transition_stage_num_images"])
-    if memory_images <= shortest / 3:
-        return None
-    return (f"warning: generator_ema_decay {hparams['generator_ema_decay']} remembers about "
-            f"{memory_images:.0f} images, more than a third of a {shortest}-image stage; the "
-            f"exported (averaged) generator will lag the trained one. Use a decay of at most "
-            f"{1 - 3 * schedule.batch_size(0) / shortest:.4f} or longer stages, or raise it "
-            f"once the last stage has begun.")
-
 
 def write_json_atomic(path: Path, value) -> None:
     tmp = path.with_name(f".{path.name}.{socket.gethostname()}-{os.getpid()}.tmp")
