@@ -97,10 +97,24 @@ def test_wrong_types_name_the_key(key, value, expected):
     ({"num_resolutions": 0}, "num_resolutions"),
     ({"audio_length": 5.0}, "audio_length.*cover at most 67072 samples"),  # 5 s > 4.19 s
     ({"self_attention": True, "start_height": 4}, "self_attention"),
+    ({"train_pitch_weights": {"C1": 2}}, r"train_pitch_weights\['C1'\]: the key must be a MIDI pitch"),
+    ({"train_pitch_weights": {"30-24": 2}}, r"\['30-24'\]: must be MIDI pitches 0..127, low to high"),
+    ({"train_pitch_weights": {"128": 2}}, r"\['128'\]: must be MIDI pitches"),
+    ({"train_pitch_weights": {"24": 0}}, r"\['24'\] = 0: must be a number > 0"),
+    ({"train_pitch_weights": {"24": "3"}}, r"\['24'\] = '3': must be a number > 0"),
+    ({"train_pitch_weights": {"24": float("nan")}}, r"\['24'\] = nan: must be a number > 0"),
+    ({"train_pitch_weights": {"24-26": 2, "26": 3}}, r"\['26'\]: pitch 26 is given a weight twice"),
+    ({"train_pitch_weights": [24, 3]}, "train_pitch_weights = \\[24, 3\\]: expected dict"),
 ])
 def test_bad_values_name_the_key(overrides, message):
     with pytest.raises(HparamsError, match=message):
         resolve(**overrides)
+
+
+def test_pitch_weight_ranges_expand_to_one_weight_per_pitch():
+    hparams = resolve(train_pitch_weights={"24-26": 3, "30": 1.5})[0]
+    assert hparams["train_pitch_weights"] == {"24": 3.0, "25": 3.0, "26": 3.0, "30": 1.5}
+    assert resolve()[0]["train_pitch_weights"] == {}
 
 
 def test_parse_hparams_json():

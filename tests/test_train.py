@@ -312,6 +312,9 @@ def test_resuming_with_other_schedule_hparams_is_refused(resumed_run, capsys):
     ({"train_min_pitch": 90, "train_max_pitch": 100}, "auto", "no training notes with pitch in 90..100"),
     ({"train_data_path": "/nonexistent/data"}, "auto", "/nonexistent/data does not exist"),
     ({}, "sideways", "--strategy 'sideways'"),
+    ({"train_pitch_weights": {"50-51": 2}}, "auto",
+     r"train_pitch_weights names pitches \[50, 51\] that have no training notes "
+     r"\(the vocabulary is \[60, 62, 64, 65\]\)"),
 ])
 def test_bad_hparams_exit_1_with_one_line_naming_them(dataset, tmp_path, capsys, hparams,
                                                         strategy, message):
@@ -391,6 +394,30 @@ def test_a_wav_folder_trains_with_its_names_as_the_vocabulary(dataset, tmp_path)
     images, labels = next(iter(train.image_dataset(hparams, config, converter, counts, 2, 0)))
     assert images.shape == (2, 16, 64, 2) and sorted(labels.numpy()) == [0, 1]
     assert float(tf.reduce_max(tf.abs(images))) <= 1.0
+
+
+def test_pitch_weights_shape_the_real_and_the_generated_batches(dataset, tmp_path):
+    # 2 notes at each of 60 62 64 65; 60 weighted 4: drawn 4 / 7 of the time, not 1 / 4.
+    hparams, config = resolve_hparams("tiny", run_hparams(
+        dataset, tmp_path / "run", train_pitch_weights={"60": 4}))
+    counts = train.pitch_counts(hparams)
+    converter = train.SpecgramConverter(config.sample_rate, config.audio_length,
+                                        config.spec_shape, config.channels)
+    batches = train.image_dataset(hparams, config, converter, counts, 8, seed=0).take(150)
+    labels = np.concatenate([labels.numpy() for _, labels in batches])
+    shares = np.bincount(labels, minlength=4) / len(labels)
+    assert shares == pytest.approx([4 / 7, 1 / 7, 1 / 7, 1 / 7], abs=0.05), shares
+    trainer = train.Trainer(hparams, config, counts, tf.distribute.get_strategy(), log=print)
+    generated = trainer._sample_labels(4000).numpy()
+    assert np.bincount(generated, minlength=4) / 4000 == pytest.approx(
+        [4 / 7, 1 / 7, 1 / 7, 1 / 7], abs=0.03)
+
+
+def test_a_pitch_weight_error_leaves_no_run_directory(dataset, tmp_path, capsys):
+    hparams = run_hparams(dataset, tmp_path / "run", train_pitch_weights={"61": 2})
+    assert train.main(["--config", "tiny", "--hparams", json.dumps(hparams)]) == 1
+    assert "names pitches [61]" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 def test_the_ema_warning_is_for_stages_still_ahead_only():

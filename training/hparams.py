@@ -7,6 +7,7 @@ training settings, applies a preset architecture (`--config`) and then the user'
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from gansynth_live.config import ModelConfig, preset
@@ -21,6 +22,10 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "train_instrument_sources": [0],
     "train_min_pitch": 24,
     "train_max_pitch": 84,
+    # Not in Magenta: how often each pitch is drawn, relative to its share of the notes.
+    # Keys are a MIDI pitch ("24") or an inclusive range ("24-28"), values weights > 0;
+    # pitches not named weigh 1. Real and generated batches follow the same weights.
+    "train_pitch_weights": {},
     # schedule (the global step counts images)
     "total_num_images": 11_000_000,
     "stable_stage_num_images": 800_000,
@@ -66,7 +71,7 @@ SPECIAL_ARCHITECTURE_HPARAMS = ("start_height", "start_width", "audio_length", "
 
 _TYPES = {
     "train_instrument_sources": list, "batch_size_schedule": list, "train_progressive": bool,
-    "discriminator_pitch_head": bool,
+    "discriminator_pitch_head": bool, "train_pitch_weights": dict,
 }
 
 
@@ -166,4 +171,31 @@ def resolve_hparams(config_name: str, overrides: dict[str, Any]) -> tuple[dict[s
     for key in ("train_data_path", "train_root_dir"):
         if not hparams[key]:
             raise HparamsError(f"hparam {key} is required")
+    hparams["train_pitch_weights"] = expand_pitch_weights(hparams["train_pitch_weights"])
     return hparams, architecture_from(config_name, overrides)
+
+
+def expand_pitch_weights(weights: dict[str, Any]) -> dict[str, float]:
+    """train_pitch_weights with ranges expanded: {"24-25": 3} -> {"24": 3.0, "25": 3.0}.
+
+    Keys stay strings so the resolved hparams are the JSON written to experiment.json.
+    """
+    expanded: dict[str, float] = {}
+    for key, weight in weights.items():
+        where = f"hparam train_pitch_weights[{key!r}]"
+        low, _, high = str(key).partition("-")
+        try:
+            first, last = int(low), int(high or low)
+        except ValueError:
+            raise HparamsError(f"{where}: the key must be a MIDI pitch or a range like "
+                               f"'24-28'") from None
+        if not 0 <= first <= last <= 127:
+            raise HparamsError(f"{where}: must be MIDI pitches 0..127, low to high")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) \
+                or not math.isfinite(weight) or weight <= 0:
+            raise HparamsError(f"{where} = {weight!r}: must be a number > 0")
+        for pitch in range(first, last + 1):
+            if str(pitch) in expanded:
+                raise HparamsError(f"{where}: pitch {pitch} is given a weight twice")
+            expanded[str(pitch)] = float(weight)
+    return expanded

@@ -96,6 +96,16 @@ def pitch_counts(hparams: dict[str, Any]) -> dict[int, int]:
     return dict(sorted(counts.items()))
 
 
+def pitch_sampling_weights(hparams: dict[str, Any], counts: dict[int, int]) -> np.ndarray:
+    """float32 [vocabulary]: each pitch's train_pitch_weights weight (1 when not named)."""
+    weights = {int(p): w for p, w in hparams["train_pitch_weights"].items()}
+    unknown = sorted(set(weights) - set(counts))
+    if unknown:
+        raise HparamsError(f"hparam train_pitch_weights names pitches {unknown} that have no "
+                           f"training notes (the vocabulary is {sorted(counts)})")
+    return np.array([weights.get(p, 1.0) for p in sorted(counts)], np.float32)
+
+
 # Data ---------------------------------------------------------------------------------------
 
 def audio_dataset(hparams: dict[str, Any], config: ModelConfig) -> tf.data.Dataset:
@@ -111,7 +121,11 @@ def audio_dataset(hparams: dict[str, Any], config: ModelConfig) -> tf.data.Datas
 
 def image_dataset(hparams, config: ModelConfig, converter: SpecgramConverter,
                   counts: dict[int, int], batch_size: int, seed: int) -> tf.data.Dataset:
-    """Batches of (normalised mel-IF image, pitch label), shuffled, repeated forever."""
+    """Batches of (normalised mel-IF image, pitch label), shuffled, repeated forever.
+
+    With train_pitch_weights, each example is kept with probability weight / largest
+    weight, so a pitch weighted 3 is drawn 3 times as often as its share of the notes.
+    """
     pitches = sorted(counts)
     table = np.full(128, -1, np.int32)
     table[pitches] = np.arange(len(pitches))
@@ -133,8 +147,16 @@ def image_dataset(hparams, config: ModelConfig, converter: SpecgramConverter,
     # data.tfrecord; every worker shuffles with the same seed and keeps its share of batches.
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return (ds.shuffle(4096, seed=seed).repeat().batch(batch_size, drop_remainder=True)
-            .prefetch(tf.data.AUTOTUNE).with_options(options))
+    ds = ds.shuffle(4096, seed=seed).repeat()
+    weights = pitch_sampling_weights(hparams, counts)
+    if np.any(weights != weights.max()):
+        keep = tf.constant(weights / weights.max())
+        coins = tf.data.Dataset.random(seed=seed).map(
+            lambda r: tf.cast(r % (1 << 24), tf.float32) / (1 << 24))
+        ds = (tf.data.Dataset.zip((ds, coins))
+              .filter(lambda example, coin: coin < tf.gather(keep, example[1]))
+              .map(lambda example, coin: example))
+    return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
 def blend_resolutions(images: tf.Tensor, progress, num_blocks: int, num_resolutions: int):
@@ -230,7 +252,9 @@ class Trainer:
         self.hparams, self.config, self.strategy, self.log = hparams, config, strategy, log
         self.counts = counts
         self.pitches = sorted(counts)
-        self.label_logits = tf.math.log(tf.constant([counts[p] for p in self.pitches], tf.float32))
+        # Generated batches draw pitches as the real ones do: by note count times weight.
+        self.label_logits = tf.math.log(tf.constant(
+            [counts[p] for p in self.pitches] * pitch_sampling_weights(hparams, counts), tf.float32))
         self.schedule = Schedule.from_hparams(hparams, config.num_resolutions)
         self.converter = SpecgramConverter(config.sample_rate, config.audio_length,
                                            config.spec_shape, config.channels)
@@ -549,6 +573,7 @@ def main(argv=None) -> int:
         if not os.path.exists(hparams["train_data_path"]):
             raise HparamsError(f"train_data_path {hparams['train_data_path']} does not exist")
         counts = pitch_counts(hparams)
+        pitch_sampling_weights(hparams, counts)  # its errors come before the run dir is written
         prepare_run_dir(hparams, config, counts)
         tf.random.set_seed(hparams["seed"])
         trainer = Trainer(hparams, config, counts, make_strategy(args.strategy),
