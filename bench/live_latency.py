@@ -284,14 +284,15 @@ def main() -> None:
         d = dense_run(args.model, args.idle_seconds, args.dense_seconds)
         idle, dense = d["idle"], d["dense"]
         print(f"\n## Underflows (blocksize 256, JACK realtime: {d['jack_rt']})\n")
-        print("| phase | seconds | notes | underflows | late callbacks | max callback ms "
-              "| renders | render errors | cache misses |")
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("| phase | seconds | notes | underflows | skipped ms | late callbacks "
+              "| max callback ms | renders | render errors | cache misses |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         print(f"| idle (baseline) | {d['idle_seconds']:g} | 0 | {idle['underflows']} "
-              f"| {idle['late_callbacks']} | {idle['max_callback_ms']:.2f} | {idle['renders']} "
+              f"| {idle['skipped_ms']:.1f} | {idle['late_callbacks']} | {idle['max_callback_ms']:.2f} | {idle['renders']} "
               f"| {idle['render_errors']} | 0 |")
         print(f"| dense: 10 notes/s, timbre moving | {d['dense_seconds']:g} | {d['notes']} "
               f"| {dense['underflows'] - idle['underflows']} "
+              f"| {dense['skipped_ms'] - idle['skipped_ms']:.1f} "
               f"| {dense['late_callbacks'] - idle['late_callbacks']} "
               f"| {dense['max_callback_ms']:.2f} | {dense['renders'] - idle['renders']} "
               f"| {dense['render_errors']} | {dense['cache_misses']} |")

@@ -2,8 +2,9 @@
 
 The callback only mixes pre-rendered buffers (`Mixer.process`) and copies the block into
 the recorder's ring buffer; the WAV file is written by a separate thread. Underflows
-reported by PortAudio, callbacks that took longer than their block, and callback errors
-(the block is then silence, the stream goes on) are counted, never hidden.
+reported by PortAudio, callbacks that took longer than their block, the stretch of the
+device's timeline that no callback filled (`skipped_ms`), and callback errors (the block
+is then silence, the stream goes on) are counted, never hidden.
 """
 from __future__ import annotations
 
@@ -93,6 +94,11 @@ class AudioOutput:
         self.late_wakeups = 0  # callbacks that began over 1.5 blocks after the previous one
         self.max_gap_seconds = 0.0
         self._previous_start = 0.0
+        # Device clock (PortAudio's DAC time; the wall clock where a host API gives 0) at the
+        # first callback, and the frames handed out since: their difference is what was skipped.
+        self._clock_origin = 0.0
+        self._frames_played = 0
+        self.skipped_frames = 0
         self.last_error = ""
         self._budget = self.blocksize / self.sample_rate
         self.recorder = Recorder(record, sample_rate, channels) if record else None
@@ -109,6 +115,7 @@ class AudioOutput:
 
     def _callback(self, outdata: np.ndarray, frames: int, time_info, status) -> None:
         start = time.perf_counter()
+        self._count_skipped(time_info.outputBufferDacTime or start, frames)
         if self.callbacks:
             gap = start - self._previous_start
             if gap > self.max_gap_seconds:
@@ -133,6 +140,17 @@ class AudioOutput:
         if elapsed > frames / self.sample_rate:
             self.late_callbacks += 1
 
+    def _count_skipped(self, clock: float, frames: int) -> None:
+        """Frames the device played that no callback filled: an underflow flag says that a
+        gap happened, this says how long it was (one xrun can skip many blocks)."""
+        if not self._frames_played:
+            self._clock_origin = clock
+        else:
+            behind = round((clock - self._clock_origin) * self.sample_rate) - self._frames_played
+            if behind > self.skipped_frames:  # a running maximum; clock jitter adds a few frames
+                self.skipped_frames = behind
+        self._frames_played += frames
+
     def start(self) -> None:
         self.stream.start()
 
@@ -149,6 +167,7 @@ class AudioOutput:
                   "max_callback_ms": self.max_callback_seconds * 1000.0,
                   "late_wakeups": self.late_wakeups,
                   "max_callback_gap_ms": self.max_gap_seconds * 1000.0,
+                  "skipped_ms": self.skipped_frames * 1000.0 / self.sample_rate,
                   "output_latency_ms": float(self.stream.latency) * 1000.0,
                   "device": self.device_name}
         if self.recorder is not None:

@@ -193,7 +193,8 @@ def run(args: argparse.Namespace) -> int:
         if audio is not None:
             audio.stop()
             status = audio.status()
-            log(f"stopped: {status['callbacks']} blocks, {status['underflows']} underflows, "
+            log(f"stopped: {status['callbacks']} blocks, {status['underflows']} underflows "
+                f"({status['skipped_ms']:.0f} ms skipped), "
                 f"{status['late_callbacks']} late callbacks, "
                 f"{status['callback_errors']} callback errors")
         engine.stop()
