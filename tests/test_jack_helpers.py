@@ -54,8 +54,9 @@ def test_portaudio_stream_is_paced_in_real_time(jack, blocksize):
     assert "JACK Audio Connection Kit" in info["hostapis"]
     assert info["device"] == "system"
     assert info["sizes"] == [blocksize]
-    # ~48000 frames per second of wall clock; generous bounds for a loaded 2-core machine
-    assert 40000 < info["rate"] < 56000, info
+    # ~48000 frames per second of wall clock, not free-running.  The lower bound is loose:
+    # on a loaded machine xruns skip whole stretches (100+ ms in a second has been seen).
+    assert 30000 < info["rate"] < 56000, info
     assert info["latency"] == pytest.approx(jack.period / jack.rate)
 
 
