@@ -1,9 +1,12 @@
 """Renderers: the child-process renderer gansynth-live uses gives the same notes as
-rendering in-process, reports a bad model, a bad request and a killed child, and recovers."""
+rendering in-process, reports a bad model, a bad request and a killed child, and recovers;
+the shared memory the notes come back through grows with the batch and is removed when
+the child is killed and when the renderer closes."""
 from __future__ import annotations
 
 import os
 import signal
+from multiprocessing import shared_memory
 
 import numpy as np
 import pytest
@@ -39,6 +42,27 @@ def test_child_process_renders_what_the_parent_would(tiny_model, renderer):  # n
         np.testing.assert_allclose(a, b, atol=5e-3)
 
 
+def exists(name: str) -> bool:
+    try:
+        shared_memory.SharedMemory(name=name).close()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def test_the_arena_grows_for_a_bigger_batch(tiny_model, renderer):  # noqa: F811
+    z = tiny_model.random_z(5, seed=2)
+    small = renderer(z[:1], [60])
+    first = renderer._arena.name
+    big = renderer(z, [58, 59, 60, 61, 62])
+    assert renderer._arena.name != first and not exists(first)
+    assert len(big) == 5 and all(a.shape == (RATE, 1) for a in big)
+    np.testing.assert_array_equal(small[0], renderer(z[:1], [60])[0])  # a smaller batch fits
+    for a, b in zip(InProcessRenderer(tiny_model, RATE)(z, [58, 59, 60, 61, 62]), big):
+        np.testing.assert_allclose(a, b, atol=5e-3)
+    big[0][:] = 1.0  # the copies are the caller's own
+
+
 def test_a_bad_request_fails_and_the_child_lives_on(renderer):
     pid = renderer.pid
     with pytest.raises(RenderError, match="pitch 30 is not in the model's vocabulary"):
@@ -48,11 +72,21 @@ def test_a_bad_request_fails_and_the_child_lives_on(renderer):
 
 
 def test_a_killed_child_is_reported_then_replaced(renderer):
+    arena = renderer._arena.name
     os.kill(renderer.pid, signal.SIGKILL)
     with pytest.raises(RenderError, match="the render process died"):
         renderer(np.zeros((1, 16), np.float32), [60])
+    assert not exists(arena)  # the parent removed what the dead child left
     assert len(renderer(np.zeros((1, 16), np.float32), [60])) == 1
     assert renderer.restarts == 1
+
+
+def test_closing_removes_the_arena(saved_tiny):
+    renderer = ProcessRenderer(saved_tiny, RATE, threads=1)
+    renderer(np.zeros((2, 16), np.float32), [60, 61])
+    arena = renderer._arena.name
+    renderer.close()
+    assert not exists(arena) and renderer.pid is None
 
 
 def test_a_bad_model_is_reported_at_start(tmp_path):

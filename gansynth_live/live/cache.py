@@ -53,8 +53,9 @@ class NoteCache:
             return audio
 
     def put(self, point: GridPoint, pitch: int, audio: np.ndarray,
-            keep: frozenset[Key] | set[Key] = frozenset()) -> None:
-        """Store a note, then evict least recently used entries not in `keep` to fit the budget."""
+            keep_points: frozenset[GridPoint] | set[GridPoint] = frozenset()) -> None:
+        """Store a note, then evict least recently used entries to fit the budget, except
+        those of the grid points in `keep_points`."""
         audio.setflags(write=False)
         key = (point, pitch)
         with self._lock:
@@ -71,7 +72,7 @@ class NoteCache:
             for k, a in self._entries.items():  # least recently used first
                 if excess <= 0:
                     break
-                if k not in keep and k != key:
+                if k[0] not in keep_points and k != key:
                     victims.append(k)
                     excess -= a.nbytes
             for victim in victims:

@@ -74,7 +74,7 @@ class Engine:
         self._ready_waiters: list[Callable[[], None]] = []
         self._plan_for = None  # (point, x, y) the render plan was made for
         self._plan: list[GridPoint] = []
-        self._keep: set = set()
+        self._keep: frozenset[GridPoint] = frozenset()  # the plan's points: never evicted
         self._ready = threading.Event()
         self.counters = collections.Counter()
 
@@ -261,7 +261,7 @@ class Engine:
             capacity = self.cache.budget_bytes // (self.bytes_per_note * len(self.model.pitches))
             neighbours = itertools.islice(self.timbre.neighbours(point), max(0, capacity - 1))
             self._plan = [point, *neighbours]
-            self._keep = {(q, p) for q in self._plan for p in self.model.pitches}
+            self._keep = frozenset(self._plan)
             self._plan_for = (point, self.timbre.x, self.timbre.y)
         return self._plan
 

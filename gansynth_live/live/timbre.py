@@ -14,8 +14,7 @@ rendered for old anchors are never mistaken for the new timbre.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -24,9 +23,11 @@ from gansynth_live.latent import bilinear_slerp, seeded_z
 MAX_SEED = 2**63 - 1  # numpy's default_rng takes any non-negative int; keep it in int64
 
 
-@dataclass(frozen=True)
-class GridPoint:
-    """A cached interpolation point: grid column i (x), row j (y), for anchors `generation`."""
+class GridPoint(NamedTuple):
+    """A cached interpolation point: grid column i (x), row j (y), for anchors `generation`.
+
+    A NamedTuple, so hashing a cache key happens in C: the render worker hashes thousands
+    of them while it holds the GIL that the audio callback needs."""
     generation: int
     i: int
     j: int
