@@ -137,6 +137,8 @@ def test_osc_session_is_recorded_exactly(jack, tmp_path, default_model):
     finally:
         client.close()
         server.kill()
+    # A clean exit: the render process's shared memory removed, nothing left to warn about.
+    assert not [line for line in server.output if "leaked" in line or "Traceback" in line]
     assert status["notes"] == 3 and status["cache_hits"] == 3 and status["osc_failures"] == 0
     # Late callbacks are a speed figure (bench/live_latency.py counts them): a loaded CI
     # machine can preempt a callback, so here they are only reported, not asserted away.
