@@ -288,7 +288,8 @@ def main() -> None:
               "| max callback ms | renders | render errors | cache misses |")
         print("|---|---|---|---|---|---|---|---|---|---|")
         print(f"| idle (baseline) | {d['idle_seconds']:g} | 0 | {idle['underflows']} "
-              f"| {idle['skipped_ms']:.1f} | {idle['late_callbacks']} | {idle['max_callback_ms']:.2f} | {idle['renders']} "
+              f"| {idle['skipped_ms']:.1f} | {idle['late_callbacks']} "
+              f"| {idle['max_callback_ms']:.2f} | {idle['renders']} "
               f"| {idle['render_errors']} | 0 |")
         print(f"| dense: 10 notes/s, timbre moving | {d['dense_seconds']:g} | {d['notes']} "
               f"| {dense['underflows'] - idle['underflows']} "

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from multiprocessing import shared_memory
 
 import numpy as np
@@ -71,14 +72,27 @@ def test_a_bad_request_fails_and_the_child_lives_on(renderer):
     assert renderer.pid == pid and renderer.restarts == 0
 
 
-def test_a_killed_child_is_reported_then_replaced(renderer):
-    arena = renderer._arena.name
-    os.kill(renderer.pid, signal.SIGKILL)
-    with pytest.raises(RenderError, match="the render process died"):
-        renderer(np.zeros((1, 16), np.float32), [60])
+def test_a_child_killed_during_a_call_is_reported_then_replaced(renderer):
+    renderer(np.zeros((1, 16), np.float32), [60])
+    arena, restarts = renderer._arena.name, renderer.restarts
+    killer = threading.Timer(0.2, os.kill, (renderer.pid, signal.SIGKILL))
+    killer.start()
+    with pytest.raises(RenderError, match=r"the render process died \(exit code -9\)"):
+        renderer(np.zeros((512, 16), np.float32), [60] * 512)  # seconds of work: killed midway
+    killer.join()
     assert not exists(arena)  # the parent removed what the dead child left
     assert len(renderer(np.zeros((1, 16), np.float32), [60])) == 1
-    assert renderer.restarts == 1
+    assert renderer.restarts == restarts + 1
+
+
+def test_a_child_that_died_between_calls_is_replaced_at_the_next(renderer):
+    renderer(np.zeros((1, 16), np.float32), [60])
+    arena, restarts = renderer._arena.name, renderer.restarts
+    renderer._process.kill()
+    renderer._process.join()
+    assert len(renderer(np.zeros((1, 16), np.float32), [60])) == 1
+    assert renderer.restarts == restarts + 1
+    assert not exists(arena) and renderer._arena.name != arena
 
 
 def test_closing_removes_the_arena(saved_tiny):

@@ -142,8 +142,8 @@ def test_osc_session_is_recorded_exactly(jack, tmp_path, default_model):
     assert status["notes"] == 3 and status["cache_hits"] == 3 and status["osc_failures"] == 0
     # Late callbacks are a speed figure (bench/live_latency.py counts them): a loaded CI
     # machine can preempt a callback, so here they are only reported, not asserted away.
-    assert status["callback_errors"] == 0 and isinstance(status["late_callbacks"], int)
-    assert "underflows" in status and status["device"] == "system"
+    assert status["callback_errors"] == 0 and status["device"] == "system"
+    assert {"underflows", "late_callbacks", "skipped_ms"} <= set(status)
     audio, rate = sf.read(wav, dtype="float32")
     assert rate == RATE and audio.shape[1] == 2
     left = audio[:, 0]
@@ -160,10 +160,11 @@ def test_osc_session_is_recorded_exactly(jack, tmp_path, default_model):
     segment = left[starts[1]:starts[1] + len(gain)]
     np.testing.assert_allclose(segment, want[:len(gain)] * gain, atol=2e-3)
     assert not left[starts[1] + len(gain):starts[2]].any()
-    # Timing: onsets as far apart as the messages were sent, within two blocks plus the
-    # stretch the device skipped (an xrun drops it from the recorded timeline) and, for
-    # oscsend, the time to start a process.
-    slack = 2 * 256 / RATE + status["skipped_ms"] / 1000
+    # Timing: onsets as far apart as the messages were sent, within two blocks plus what
+    # xruns dropped from the recorded timeline: the stretch the client missed (skipped_ms)
+    # and a block per underflow (JACK's clock does not count a late dummy driver); and,
+    # for oscsend, the time to start a process.
+    slack = (2 + status["underflows"]) * 256 / RATE + status["skipped_ms"] / 1000
     assert abs((starts[2] - starts[0]) / RATE - (t72 - t60)) < slack + 0.01
     assert abs((starts[1] - starts[0]) / RATE - (t67 - t60)) < slack + 0.1
     # After /all_notes_off: a 5 ms fade, then silence to the end of the recording.
@@ -203,7 +204,7 @@ def test_skipped_ms_is_the_stretch_no_callback_filled(jack):
     assert status["callbacks"] > 300 and status["callback_errors"] == 0
     assert status["skipped_ms"] > 100  # ~130 ms measured; 3 underflow flags alone say 16 ms
     unaccounted = status["span"] - status["played"] - status["skipped_ms"] / 1000
-    assert abs(unaccounted) < 0.015, status
+    assert abs(unaccounted) < 0.04, status  # 2-4 ms measured; a late dummy driver adds some
 
 
 def test_midi_over_jack_then_ctrl_c(jack_env, tmp_path, default_model):

@@ -8,6 +8,7 @@ is then silence, the stream goes on) are counted, never hidden.
 """
 from __future__ import annotations
 
+import math
 import threading
 import time
 from pathlib import Path
@@ -94,8 +95,10 @@ class AudioOutput:
         self.late_wakeups = 0  # callbacks that began over 1.5 blocks after the previous one
         self.max_gap_seconds = 0.0
         self._previous_start = 0.0
-        # Device clock (PortAudio's DAC time; the wall clock where a host API gives 0) at the
-        # first callback, and the frames handed out since: their difference is what was skipped.
+        # The device clock (PortAudio's DAC time, or the wall clock where the host API gives
+        # 0; chosen at the first callback), its first reading, and the frames handed out
+        # since: their difference is what was skipped.
+        self._dac_clock = True
         self._clock_origin = 0.0
         self._frames_played = 0
         self.skipped_frames = 0
@@ -115,7 +118,7 @@ class AudioOutput:
 
     def _callback(self, outdata: np.ndarray, frames: int, time_info, status) -> None:
         start = time.perf_counter()
-        self._count_skipped(time_info.outputBufferDacTime or start, frames)
+        self._count_skipped(time_info.outputBufferDacTime, start, frames)
         if self.callbacks:
             gap = start - self._previous_start
             if gap > self.max_gap_seconds:
@@ -140,9 +143,14 @@ class AudioOutput:
         if elapsed > frames / self.sample_rate:
             self.late_callbacks += 1
 
-    def _count_skipped(self, clock: float, frames: int) -> None:
+    def _count_skipped(self, dac_time: float, wall_time: float, frames: int) -> None:
         """Frames the device played that no callback filled: an underflow flag says that a
         gap happened, this says how long it was (one xrun can skip many blocks)."""
+        if not self._frames_played:
+            self._dac_clock = dac_time > 0.0
+        clock = dac_time if self._dac_clock else wall_time
+        if not math.isfinite(clock):
+            return
         if not self._frames_played:
             self._clock_origin = clock
         else:

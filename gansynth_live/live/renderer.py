@@ -13,13 +13,16 @@ generation in another process, 0.
 
 The notes come back through shared memory, not the pipe: the child writes them into an
 arena it owns and sends only their places. Unpickling them from the pipe held the GIL
-in the audio process for long enough to cost 80-120 underflows (0.6-1 s of audio
-skipped) per 20 s while the cache filled; copying them out of the arena cost none.
+in the audio process for long enough to cost 91-120 underflows (0.6-1.1 s of audio
+skipped) per 30 s of dense playing (bench/live_latency.py); with the arena, 7 per 120 s.
+The arena is a batch of notes (8 x 192 kB for the default model), well within the
+64 MB /dev/shm that containers get by default.
 """
 from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import threading
 import traceback
 from multiprocessing import shared_memory
@@ -88,6 +91,7 @@ class _Arena:
 def _child(conn, model_path: str | None, device_rate: int, threads: int | None,
            model_options: dict[str, Any]) -> None:
     """The child process: load the model, then answer (z, pitches) requests until None."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's; it stops us
     try:
         os.nice(10)  # the audio process (and everything interactive) comes first
     except OSError:
@@ -124,8 +128,9 @@ def _child(conn, model_path: str | None, device_rate: int, threads: int | None,
 class ProcessRenderer:
     """Renders in a child process that loads the model from `model_path` (None = default).
 
-    Calls are serialised (one render worker thread uses it). If the child dies, the call
-    raises RenderError and the next call starts a new child.
+    Calls are serialised (one render worker thread uses it). If the child dies during a
+    call, the call raises RenderError; the next call starts a new child. What a dead child
+    leaves (its shared memory, the pipe) is removed either way.
     """
 
     def __init__(self, model_path: str | os.PathLike | None, device_rate: int, *,
@@ -153,21 +158,37 @@ class ProcessRenderer:
         child.close()
         self._conn = parent
         if not parent.poll(self.start_timeout):
-            self.close()
+            self._stop_child()
             raise RenderError(f"the render process did not start within {self.start_timeout} s")
         status, detail = self._receive()
         if status != "ready":
-            self.close()
+            self._stop_child()
             raise RenderError(f"the render process could not load the model: {detail}")
 
     def _receive(self):
         try:
             return self._conn.recv()
         except (EOFError, OSError):
-            code = self._process.exitcode if self._process else None
-            self._process = None
-            self._drop_arena()
+            code = self._stop_child()
             raise RenderError(f"the render process died (exit code {code})") from None
+
+    def _stop_child(self) -> int | None:
+        """Stop the child (a dead one too), close the pipe, remove the arena; its exit code."""
+        process, self._process = self._process, None
+        code = None
+        if process is not None:
+            try:
+                self._conn.send(None)
+            except (OSError, ValueError):
+                pass  # already gone
+            process.join(10)
+            if process.is_alive():
+                process.kill()
+                process.join()
+            self._conn.close()
+            code = process.exitcode
+        self._drop_arena()
+        return code
 
     def _copy_out(self, name: str, places: list[tuple[int, tuple]]) -> list[np.ndarray]:
         if self._arena is None or self._arena.name != name:
@@ -191,9 +212,14 @@ class ProcessRenderer:
     def __call__(self, z: np.ndarray, pitches: Sequence[int]) -> list[np.ndarray]:
         with self._lock:
             if self._process is None or not self._process.is_alive():
+                self._stop_child()  # one that died between calls leaves its arena behind
                 self.restarts += 1
                 self._start()
-            self._conn.send((np.asarray(z, np.float32), [int(p) for p in pitches]))
+            try:
+                self._conn.send((np.asarray(z, np.float32), [int(p) for p in pitches]))
+            except OSError:
+                code = self._stop_child()
+                raise RenderError(f"the render process died (exit code {code})") from None
             status, result = self._receive()
             if status == "ok":
                 return self._copy_out(*result)
@@ -203,20 +229,18 @@ class ProcessRenderer:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
-    def close(self) -> None:
-        process, self._process = self._process, None
-        if process is None:
-            return
+    def close(self, timeout: float = 60.0) -> None:
+        """Stop the child after the render in progress; one still running after `timeout`
+        seconds is killed (the call rendering gets RenderError)."""
+        if not self._lock.acquire(timeout=timeout):
+            process = self._process
+            if process is not None:
+                process.kill()
+            self._lock.acquire()
         try:
-            self._conn.send(None)
-        except (OSError, ValueError):
-            pass
-        process.join(10)
-        if process.is_alive():
-            process.kill()
-            process.join()
-        self._conn.close()
-        self._drop_arena()
+            self._stop_child()
+        finally:
+            self._lock.release()
 
 
 __all__ = ["InProcessRenderer", "ProcessRenderer", "RenderError", "resample"]
