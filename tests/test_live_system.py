@@ -41,9 +41,9 @@ class Server:
     def __init__(self, env: dict, *args: str, ready_timeout: float = 180.0):
         self.lines: queue.Queue[str] = queue.Queue()
         self.output: list[str] = []
-        self.process = subprocess.Popen(
+        self.process = subprocess.Popen(  # its own process group, as a shell job has
             [sys.executable, "-m", "gansynth_live.live", *args], env=env, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         self.ready_line = self.wait_for("ready: ", ready_timeout)
@@ -233,11 +233,12 @@ def test_midi_over_jack_then_ctrl_c(jack_env, tmp_path, default_model):
         assert status["notes"] == 1 and status["x"] == pytest.approx(1.0)
         assert status["grid_i"] == 2
         assert any("pitch 100 is outside" in line for line in server.output)
-        server.process.send_signal(signal.SIGINT)  # Ctrl-C
+        os.killpg(server.process.pid, signal.SIGINT)  # Ctrl-C: the whole job, render process too
         assert server.wait(30) == 0, "".join(server.output)
     finally:
         client.close()
         server.kill()
+    assert not [line for line in server.output if "Traceback" in line or "leaked" in line]
     audio, _ = sf.read(wav, dtype="float32")
     left = audio[:, 0]
     starts = onsets(left)
