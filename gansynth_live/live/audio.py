@@ -96,10 +96,10 @@ class AudioOutput:
         self.max_gap_seconds = 0.0
         self._previous_start = 0.0
         # The device clock (PortAudio's DAC time, or the wall clock where the host API gives
-        # 0; chosen at the first callback), its first reading, and the frames handed out
-        # since: their difference is what was skipped.
+        # 0; chosen at the first callback) in frames, less the frames handed out so far: it
+        # rises by what the device skipped. Its lowest value is the baseline.
         self._dac_clock = True
-        self._clock_origin = 0.0
+        self._lowest_offset = 0.0
         self._frames_played = 0
         self.skipped_frames = 0
         self.last_error = ""
@@ -151,12 +151,12 @@ class AudioOutput:
         clock = dac_time if self._dac_clock else wall_time
         if not math.isfinite(clock):
             return
-        if not self._frames_played:
-            self._clock_origin = clock
-        else:
-            behind = round((clock - self._clock_origin) * self.sample_rate) - self._frames_played
-            if behind > self.skipped_frames:  # a running maximum; clock jitter adds a few frames
-                self.skipped_frames = behind
+        offset = clock * self.sample_rate - self._frames_played
+        if not self._frames_played or offset < self._lowest_offset:
+            self._lowest_offset = offset  # a late first reading must not count as a skip
+        behind = round(offset - self._lowest_offset)
+        if behind > self.skipped_frames:  # a running maximum; clock jitter adds a few frames
+            self.skipped_frames = behind
         self._frames_played += frames
 
     def start(self) -> None:
