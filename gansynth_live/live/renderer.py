@@ -169,8 +169,11 @@ class ProcessRenderer:
         try:
             return self._conn.recv()
         except (EOFError, OSError):
-            code = self._stop_child()
-            raise RenderError(f"the render process died (exit code {code})") from None
+            raise self._died() from None
+
+    def _died(self) -> RenderError:
+        code = self._stop_child()
+        return RenderError(f"the render process died (exit code {code})")
 
     def _stop_child(self) -> int | None:
         """Stop the child (a dead one too), close the pipe, remove the arena; its exit code."""
@@ -218,8 +221,7 @@ class ProcessRenderer:
             try:
                 self._conn.send((np.asarray(z, np.float32), [int(p) for p in pitches]))
             except OSError:
-                code = self._stop_child()
-                raise RenderError(f"the render process died (exit code {code})") from None
+                raise self._died() from None
             status, result = self._receive()
             if status == "ok":
                 return self._copy_out(*result)
