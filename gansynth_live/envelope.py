@@ -18,18 +18,25 @@ is evaluated with the ``bezier`` package. For slope 0.5 the control point is the
 midpoint of the chord, so the curve is exactly linear.
 
 Semantics of a note (the same offline and live, and causal: everything is known at
-note-on or at note-off, so the live server can apply it as the note plays):
+note-on or at note-off, so the live server applies it as the note plays):
 
-- ``L`` = rendered length (samples), ``A = round(attack_percent / 100 * L)``,
-  ``R = round(release_percent / 100 * L)``; ``d`` = held length (note-on to note-off).
-- The release starts at ``s = min(d, L - R)``: at the note's end, or, when the note is
-  held so long that its release would run past the rendered audio, ``R`` samples before
-  the audio ends (a note held longer than ``L`` fades out at the end of its audio).
-- gain(t) = attack(t / A) for t < A (1 when A = 0), then 1, until t = s; from s on
-  gain(t) = level(s) * release((t - s) / R), where level(s) is the gain reached at s
-  (a note released during its attack fades from where it got to, no jump).
-- The note sounds for ``s + R = min(d + R, L)`` samples; gain reaches 0 at ``s + R``.
-  With ``R = 0`` the note stops at ``s``; with ``A = 0`` it starts at full gain.
+- ``L`` = the model's rendered note length (samples at the playing rate: 1 s for the
+  embedded model, 4 s for Magenta's). The percentages are shares of ``L``, whatever
+  the note's held length: ``A = round(attack_percent / 100 * L)``,
+  ``R = round(release_percent / 100 * L)``, each at least ``F`` = `FADE_SECONDS` (5 ms),
+  so that no note starts or stops with a click (attack 0 and release 0 mean "as short as
+  clickless").
+- ``d`` = held length (note-on to note-off, or to the sustain pedal's release). The
+  release starts at ``d``: gain(t) = attack(t / A) for t < A, then 1, until t = d; from
+  d on gain(t) = level(d) * release((t - d) / R), where level(d) is the gain reached at
+  d. A note released during its attack fades from where it got to (no jump), so attack
+  and release may add up to more than 100 %.
+- Sustain ``loop`` (`gansynth_live.sustain`): the note's audio never runs out; it sounds
+  for ``d + R`` samples.
+- Sustain ``natural``: the rendered audio is played once; where it ends (``L``, or
+  earlier when played faster) the gain also fades to 0 over the last ``F`` samples. The
+  note sounds for ``min(d + R, L)`` samples. A release longer than what is left of the
+  audio is cut short by the audio's end, never started early: no setting silences a note.
 
 Real-time use: `Envelope` is immutable and holds lookup tables (each curve sampled on
 a fixed grid of x); `BlockGain` owns scratch arrays sized for the largest audio block
@@ -38,10 +45,13 @@ calls with ``out=`` arguments: no allocation, no locks.
 """
 from __future__ import annotations
 
+import math
+
 import bezier
 import numpy as np
 
 TABLE_SIZE = 8193  # points per curve table (x = 0, 1/8192, ..., 1)
+FADE_SECONDS = 0.005  # the shortest attack and release, and the fade where audio ends
 DEFAULTS = {"attack_percent": 1.0, "attack_slope": 0.5,
             "release_percent": 25.0, "release_slope": 0.5}
 
@@ -51,6 +61,11 @@ def expand_slope(slope: float) -> float:
     if slope <= 0.5:
         return (2.0 * slope) ** 2 / 2.0
     return 1.0 - (2.0 * (1.0 - slope)) ** 2 / 2.0
+
+
+def fade_frames(sample_rate: int) -> int:
+    """`FADE_SECONDS` in samples at `sample_rate` (at least 1)."""
+    return max(1, int(round(FADE_SECONDS * sample_rate)))
 
 
 def _curve_as_function_of_x(nodes: np.ndarray, size: int) -> np.ndarray:
@@ -157,24 +172,23 @@ class Envelope:
 
     # Note geometry (samples) ---------------------------------------------------------------
 
-    def segment_lengths(self, rendered_length: int) -> tuple[int, int]:
-        """(attack length A, release length R) in samples for notes `rendered_length` long."""
+    def segment_lengths(self, rendered_length: int, sample_rate: int) -> tuple[int, int]:
+        """(attack length A, release length R) in samples for notes `rendered_length` long
+        at `sample_rate`: shares of the rendered length, each at least `fade_frames`."""
         rendered_length = int(rendered_length)
         if rendered_length <= 0:
             raise ValueError(f"rendered_length must be positive, got {rendered_length}")
+        fade = fade_frames(sample_rate)
         attack = int(round(self.attack_percent / 100.0 * rendered_length))
         release = int(round(self.release_percent / 100.0 * rendered_length))
-        return min(attack, rendered_length), min(release, rendered_length)
+        return max(attack, fade), max(release, fade)
 
-    def release_start(self, held_length: int, rendered_length: int) -> int:
-        """Sample at which the release starts: min(held, rendered - R), never below 0."""
-        _, release = self.segment_lengths(rendered_length)
-        return max(0, min(int(held_length), rendered_length - release))
-
-    def sounding_length(self, held_length: int, rendered_length: int) -> int:
-        """Samples the note is heard for: release start + R = min(held + R, rendered)."""
-        _, release = self.segment_lengths(rendered_length)
-        return self.release_start(held_length, rendered_length) + release
+    def sounding_length(self, held_length: int, rendered_length: int, sample_rate: int,
+                        loop: bool) -> int:
+        """Samples the note is heard for: d + R when it loops, else min(d + R, L)."""
+        _, release = self.segment_lengths(rendered_length, sample_rate)
+        sounding = max(0, int(held_length)) + release
+        return sounding if loop else min(sounding, int(rendered_length))
 
     def level_at(self, position: int, attack_length: int) -> float:
         """Gain reached at `position` samples after note-on while the note is held."""
@@ -186,20 +200,23 @@ class Envelope:
         i = int(x)
         return float(self.attack_table[i]) + (x - i) * float(self._attack_diff[i])
 
-    def note_gain(self, held_length: int, rendered_length: int) -> np.ndarray:
+    def note_gain(self, held_length: int, rendered_length: int, sample_rate: int,
+                  loop: bool) -> np.ndarray:
         """The gain of a whole note: float64 array of `sounding_length(...)` samples.
 
         `held_length` is the note's duration in samples (note-on to note-off, >= 0),
-        `rendered_length` the model's note length L. Computed by `BlockGain`, the code
-        the live mixer runs, in one block.
+        `rendered_length` the model's note length L at `sample_rate`, `loop` whether the
+        note's audio loops (sustain loop) or ends at L (sustain natural). Computed by
+        `BlockGain`, the code the live mixer runs, in one block.
         """
         rendered_length = int(rendered_length)
-        n = self.sounding_length(held_length, rendered_length)
-        attack, release = self.segment_lengths(rendered_length)
+        n = self.sounding_length(held_length, rendered_length, sample_rate, loop)
+        attack, release = self.segment_lengths(rendered_length, sample_rate)
         out = np.empty(n, np.float64)
         if n:
-            BlockGain(self, n).fill(out, 0, n, attack,
-                                    self.release_start(held_length, rendered_length), release)
+            BlockGain(self, n, fade_frames(sample_rate)).fill(
+                out, 0, n, attack, max(0, int(held_length)), release,
+                audio_end=None if loop else rendered_length)
         return out
 
 
@@ -214,16 +231,20 @@ class BlockGain:
 
     Owns scratch arrays for blocks of up to `max_frames`; `fill` writes gains into a
     caller's float64 (or float32) buffer using numpy ``out=`` calls only. One instance
-    per mixer (not thread-safe); it can serve voices with different envelopes.
+    per mixer (not thread-safe); it can serve voices with different envelopes. `fade`
+    is `fade_frames` at the playing rate: the fade where a note's audio ends.
     """
 
-    __slots__ = ("envelope", "max_frames", "_ramp", "_x", "_frac", "_tmp", "_idx")
+    __slots__ = ("envelope", "max_frames", "fade", "_ramp", "_x", "_frac", "_tmp", "_idx")
 
-    def __init__(self, envelope: Envelope, max_frames: int):
+    def __init__(self, envelope: Envelope, max_frames: int, fade: int):
         if int(max_frames) <= 0:
             raise ValueError(f"max_frames must be positive, got {max_frames}")
+        if int(fade) <= 0:
+            raise ValueError(f"fade must be positive, got {fade}")
         self.envelope = envelope
         self.max_frames = int(max_frames)
+        self.fade = int(fade)
         self._ramp = np.arange(self.max_frames, dtype=np.float64)
         self._x = np.empty(self.max_frames, np.float64)
         self._frac = np.empty(self.max_frames, np.float64)
@@ -248,26 +269,25 @@ class BlockGain:
 
     def fill(self, out: np.ndarray, position: int, count: int, attack_length: int,
              release_start: int | None, release_length: int,
-             envelope: Envelope | None = None) -> int:
+             envelope: Envelope | None = None, audio_end: float | None = None) -> int:
         """Write the gains of samples position .. position+count-1 of a note into out[:count].
 
         Args:
             out: float buffer with at least `count` elements (written, never resized).
             position: samples since note-on of the first sample of the block.
             count: frames in the block (<= max_frames).
-            attack_length: A in samples (`Envelope.segment_lengths`).
-            release_start: sample (since note-on) where the release starts, or None for
-                "held, no release known". A live voice can set it at note-on to
-                `release_start(rendered_length, rendered_length)` (= L - R, where the
-                audio runs out) and lower it to the note-off position d at note-off
-                (`min(current, d)`, i.e. `release_start(d, L)`); a release start in a
-                later block is fine.
-            release_length: R in samples.
+            attack_length, release_length: A and R (`Envelope.segment_lengths`).
+            release_start: sample (since note-on) where the release starts (the note-off),
+                or None while the note is held and its release is not known yet. A
+                release start in a later block is fine.
             envelope: the voice's envelope (default: the one given at construction).
+            audio_end: sample (since note-on) where the note's audio runs out (sustain
+                natural; may be fractional when played at another rate), or None when
+                it loops. The gain fades to 0 over the `fade` samples before it.
 
         Returns:
             The number of samples of the block that still sound (== count unless the
-            release ends inside this block; 0 means the voice is finished). Samples past
+            note ends inside this block; 0 means the voice is finished). Samples past
             the end are set to 0.
         """
         env = envelope or self.envelope
@@ -283,29 +303,38 @@ class BlockGain:
                 self._lookup(env.attack_table, env._attack_diff, out, position, n_attack,
                              attack_length)
             out[n_attack:n_held] = 1.0
-        if release_start is None:
-            return count
-        # Release part: scaled by the level reached at release_start.
-        rel_from = max(position, release_start)
-        rel_to = min(end, release_start + release_length)
-        n_rel = max(0, rel_to - rel_from)
-        offset = rel_from - position
-        if n_rel:
-            level = env.level_at(release_start, attack_length)
-            seg = out[offset:offset + n_rel]
-            self._lookup(env.release_table, env._release_diff, seg, rel_from - release_start,
-                         n_rel, release_length)
-            if level != 1.0:
-                np.multiply(seg, level, out=seg)
-        sounding = n_held + n_rel
+        sounding = count
+        if release_start is not None:
+            # Release part: scaled by the level reached at release_start.
+            rel_from = max(position, release_start)
+            rel_to = min(end, release_start + release_length)
+            n_rel = max(0, rel_to - rel_from)
+            offset = rel_from - position
+            if n_rel:
+                level = env.level_at(release_start, attack_length)
+                seg = out[offset:offset + n_rel]
+                self._lookup(env.release_table, env._release_diff, seg,
+                             rel_from - release_start, n_rel, release_length)
+                if level != 1.0:
+                    np.multiply(seg, level, out=seg)
+            sounding = n_held + n_rel
+        if audio_end is not None and audio_end - self.fade < end:
+            # The audio's end: gain *= (audio_end - t) / fade, clipped to 0..1.
+            sounding = min(sounding, max(0, int(math.ceil(audio_end - position))))
+            tail = self._x[:count]
+            np.subtract(audio_end - position, self._ramp[:count], out=tail)
+            np.multiply(tail, 1.0 / self.fade, out=tail)
+            np.clip(tail, 0.0, 1.0, out=tail)
+            np.multiply(out[:count], tail, out=out[:count])
         out[sounding:count] = 0.0
         return sounding
 
 
-def note_gain(held_length: int, rendered_length: int, envelope: Envelope | None = None
-              ) -> np.ndarray:
+def note_gain(held_length: int, rendered_length: int, sample_rate: int, loop: bool,
+              envelope: Envelope | None = None) -> np.ndarray:
     """`Envelope.note_gain` with the default envelope when none is given."""
-    return (envelope or Envelope()).note_gain(held_length, rendered_length)
+    return (envelope or Envelope()).note_gain(held_length, rendered_length, sample_rate, loop)
 
 
-__all__ = ["BlockGain", "DEFAULTS", "Envelope", "TABLE_SIZE", "expand_slope", "note_gain"]
+__all__ = ["BlockGain", "DEFAULTS", "Envelope", "FADE_SECONDS", "TABLE_SIZE", "expand_slope",
+           "fade_frames", "note_gain"]

@@ -6,9 +6,10 @@ import bezier
 import numpy as np
 import pytest
 
-from gansynth_live.envelope import TABLE_SIZE, BlockGain, Envelope, expand_slope
+from gansynth_live.envelope import TABLE_SIZE, BlockGain, Envelope, expand_slope, fade_frames
 
 L = 16000  # rendered note length used below (the tiny model's 1 s at 16 kHz)
+RATE = 16000  # its sample rate: the shortest fade (5 ms) is 80 samples
 
 
 def test_slope_mapping_matches_gansynth_stereo():
@@ -71,41 +72,71 @@ def test_envelope_is_immutable_and_comparable():
 
 def test_note_geometry_short_note():
     env = Envelope(attack_percent=1, release_percent=25)  # A = 160, R = 4000 samples
-    assert env.segment_lengths(L) == (160, 4000)
+    assert env.segment_lengths(L, RATE) == (160, 4000)
     held = 3000
-    gain = env.note_gain(held, L)
-    assert len(gain) == held + 4000 == env.sounding_length(held, L)
-    assert gain[0] == 0.0
-    assert gain[80] == pytest.approx(0.5)  # linear attack, halfway
-    assert gain[159] < 1.0 and np.all(gain[160:held + 1] == 1.0)  # attack ends at A
-    assert gain[held] == 1.0 and gain[held + 1] < 1.0  # release starts at the note's end
-    assert gain[held + 2000] == pytest.approx(0.5)  # linear release, halfway
-    assert gain[-1] == pytest.approx(1 / 4000)  # one step before 0
+    for loop in (True, False):
+        gain = env.note_gain(held, L, RATE, loop)
+        assert len(gain) == held + 4000 == env.sounding_length(held, L, RATE, loop)
+        assert gain[0] == 0.0
+        assert gain[80] == pytest.approx(0.5)  # linear attack, halfway
+        assert gain[159] < 1.0 and np.all(gain[160:held + 1] == 1.0)  # attack ends at A
+        assert gain[held] == 1.0 and gain[held + 1] < 1.0  # release starts at the note's end
+        assert gain[held + 2000] == pytest.approx(0.5)  # linear release, halfway
+        assert gain[-1] == pytest.approx(1 / 4000)  # one step before 0
 
 
-def test_note_held_past_the_rendered_audio_fades_out_at_its_end():
+def test_a_looping_note_sounds_until_its_release_ends_however_long_it_is_held():
     env = Envelope(attack_percent=1, release_percent=25)
-    for held in (L - 4000, L - 100, L, 5 * L):
-        gain = env.note_gain(held, L)
-        assert env.release_start(held, L) == L - 4000
+    for held in (L - 100, L, 5 * L):
+        gain = env.note_gain(held, L, RATE, loop=True)
+        assert len(gain) == held + 4000
+        assert np.all(gain[160:held + 1] == 1.0)
+        assert gain[held + 2000] == pytest.approx(0.5)
+
+
+def test_a_natural_note_ends_with_its_audio_and_a_short_fade():
+    env = Envelope(attack_percent=1, release_percent=25)
+    fade = fade_frames(RATE)
+    for held in (L - 1000, L, 5 * L):
+        gain = env.note_gain(held, L, RATE, loop=False)
         assert len(gain) == L  # never longer than the rendered audio
-        assert gain[L - 4000] == 1.0 and gain[L - 4000 + 2000] == pytest.approx(0.5)
+        if held >= L:  # held to the end: full gain, then the fade
+            np.testing.assert_allclose(gain[L - fade:], np.arange(fade, 0, -1) / fade)
+        else:  # released: the release runs until the fade cuts it short at the audio's end
+            assert gain[held + 50] == pytest.approx(env.release_curve(50 / 4000))
+            assert gain[-1] < 0.1 * gain[L - fade - 1]
 
 
-def test_zero_percents():
-    gain = Envelope(attack_percent=0, release_percent=0).note_gain(1000, L)
-    assert len(gain) == 1000 and np.all(gain == 1.0)  # full gain at once, stops at note end
-    gain = Envelope(attack_percent=0, release_percent=25).note_gain(1000, L)
-    assert gain[0] == 1.0 and len(gain) == 5000
-    gain = Envelope(attack_percent=1, release_percent=0).note_gain(L * 2, L)
-    assert len(gain) == L and gain[-1] == 1.0
-    assert len(Envelope().note_gain(0, L)) == 4000  # a zero-length note still releases
-    assert np.all(Envelope().note_gain(0, L) == 0.0)  # ... from the level it reached: 0
+@pytest.mark.parametrize("loop", [True, False])
+@pytest.mark.parametrize("attack,release", [(0, 0), (0, 100), (100, 0), (100, 100), (0, 25),
+                                            (50, 100)])
+def test_every_allowed_value_plays_and_fades(attack, release, loop):
+    """No setting silences a note, and every start and stop takes at least 5 ms."""
+    env = Envelope(attack_percent=attack, release_percent=release)
+    fade = fade_frames(RATE)
+    assert fade == 80
+    for held in (0, 500, L // 2, L, 3 * L):
+        gain = env.note_gain(held, L, RATE, loop)
+        if held >= 2 * fade:  # held long enough to be heard
+            assert gain.max() > 0.01, (held, gain.max())
+        assert gain[0] == 0.0
+        # A ramp, never a jump: at most 1/fade per sample (linear slopes).
+        assert np.max(np.abs(np.diff(gain))) <= 1.0 / fade + 1e-9
+
+
+def test_zero_percents_mean_the_shortest_clickless_fades():
+    fade = fade_frames(RATE)
+    gain = Envelope(attack_percent=0, release_percent=0).note_gain(1000, L, RATE, True)
+    assert len(gain) == 1000 + fade
+    np.testing.assert_allclose(gain[:fade], np.arange(fade) / fade)
+    assert np.all(gain[fade:1001] == 1.0)
+    assert len(Envelope().note_gain(0, L, RATE, True)) == 4000  # a zero-length note releases
+    assert np.all(Envelope().note_gain(0, L, RATE, True) == 0.0)  # ... from its level: 0
 
 
 def test_release_during_attack_starts_from_the_level_reached():
     env = Envelope(attack_percent=10, release_percent=10)  # A = R = 1600
-    gain = env.note_gain(400, L)  # released a quarter into the attack
+    gain = env.note_gain(400, L, RATE, True)  # released a quarter into the attack
     assert len(gain) == 400 + 1600
     assert gain[399] == pytest.approx(399 / 1600)
     assert gain[400] == pytest.approx(0.25)  # no jump
@@ -115,27 +146,23 @@ def test_release_during_attack_starts_from_the_level_reached():
 
 def test_full_percent_attack_and_release_overlap():
     env = Envelope(attack_percent=100, release_percent=50)
-    gain = env.note_gain(L, L)  # release due at L/2, in the middle of the attack
+    gain = env.note_gain(L // 2, L, RATE, True)  # released in the middle of the attack
     assert len(gain) == L
     assert gain[L // 2] == pytest.approx(0.5)
     assert gain[L // 2 + L // 4] == pytest.approx(0.25)
 
 
-def _blockwise(env, held, rendered, block, preset_auto_release):
-    attack, release = env.segment_lengths(rendered)
-    start = env.release_start(held, rendered)
-    bg = BlockGain(env, block)
+def _blockwise(env, held, rendered, block, loop, audio_end_known):
+    attack, release = env.segment_lengths(rendered, RATE)
+    bg = BlockGain(env, block, fade_frames(RATE))
     out = np.empty(block)
-    chunks, pos = [], 0
-    # A live voice either knows the auto-release point (L - R) from note-on and lowers it
-    # at note-off, or learns the release time only in the block where it happens.
-    rel = env.release_start(rendered, rendered) if preset_auto_release else None
+    chunks, pos, rel = [], 0, None
+    # A live voice learns the release time only in the block where the note-off comes.
     while True:
-        if pos + block > held:  # note-off arrives in this block
-            rel = min(rel, held) if preset_auto_release else start
-        elif not preset_auto_release and pos + block > start:
-            rel = start
-        n = bg.fill(out, pos, block, attack, rel, release)
+        if pos + block > held:
+            rel = held
+        end = None if loop or not audio_end_known else rendered
+        n = bg.fill(out, pos, block, attack, rel, release, audio_end=end)
         chunks.append(out[:n].copy())
         assert np.all(out[n:] == 0.0)
         if n < block:
@@ -144,26 +171,26 @@ def _blockwise(env, held, rendered, block, preset_auto_release):
     return np.concatenate(chunks)
 
 
-@pytest.mark.parametrize("preset_auto_release", [False, True])
+@pytest.mark.parametrize("loop", [False, True])
 @pytest.mark.parametrize("held,block", [(3000, 256), (200, 64), (20000, 1000), (0, 128),
-                                        (14000, 512)])
-def test_block_gain_matches_the_whole_note(held, block, preset_auto_release):
+                                        (14000, 512), (15990, 256)])
+def test_block_gain_matches_the_whole_note(held, block, loop):
     env = Envelope(attack_percent=3, attack_slope=0.8, release_percent=20, release_slope=0.3)
-    np.testing.assert_array_equal(_blockwise(env, held, L, block, preset_auto_release),
-                                  env.note_gain(held, L))
+    np.testing.assert_array_equal(_blockwise(env, held, L, block, loop, True),
+                                  env.note_gain(held, L, RATE, loop))
 
 
 def test_block_gain_allocates_nothing():
     env = Envelope(attack_percent=5, release_percent=30, attack_slope=0.7)
-    attack, release = env.segment_lengths(L)
-    bg = BlockGain(env, 4096)
+    attack, release = env.segment_lengths(L, RATE)
+    bg = BlockGain(env, 4096, fade_frames(RATE))
     out = np.empty(4096)
-    bg.fill(out, 100, 4096, attack, 3000, release)  # warm-up
+    bg.fill(out, 100, 4096, attack, 3000, release, audio_end=L)  # warm-up
     tracemalloc.start()
     try:
         for pos in range(0, L, 4096):
             bg.fill(out, pos, 4096, attack, None, release)
-            bg.fill(out, pos, 4096, attack, 3000, release)
+            bg.fill(out, pos, 4096, attack, 3000, release, audio_end=L - 0.5)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -171,6 +198,6 @@ def test_block_gain_allocates_nothing():
 
 
 def test_block_gain_rejects_oversized_blocks():
-    bg = BlockGain(Envelope(), 64)
+    bg = BlockGain(Envelope(), 64, 80)
     with pytest.raises(ValueError, match="max_frames"):
         bg.fill(np.empty(128), 0, 128, 10, None, 10)
