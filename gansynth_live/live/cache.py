@@ -1,7 +1,7 @@
 """The note cache: rendered notes keyed by (grid point, pitch), within a memory budget (LRU).
 
-Entries are float32 arrays (frames, channels) already at the device rate, so a voice
-plays them as they are. The cache is shared by the control thread (look-ups at note-on)
+Entries are `sustain.RenderedNote`s (float32 frames and the note's loop) already at the
+device rate, so a voice plays them as they are. The cache is shared by the control thread (look-ups at note-on)
 and the render worker (stores); one lock guards the dictionaries and is held only for
 dictionary work, never while rendering. The audio thread never touches the cache: a
 voice holds its own reference to its array, so evicting an entry never cuts a note.
@@ -19,9 +19,8 @@ import collections
 import math
 import threading
 
-import numpy as np
-
 from gansynth_live.live.timbre import GridPoint
+from gansynth_live.sustain import RenderedNote
 
 Key = tuple[GridPoint, int]
 
@@ -32,7 +31,7 @@ class NoteCache:
             raise ValueError(f"cache budget must be positive, got {budget_bytes} bytes")
         self.budget_bytes = int(budget_bytes)
         self.bytes = 0
-        self._entries: collections.OrderedDict[Key, np.ndarray] = collections.OrderedDict()
+        self._entries: collections.OrderedDict[Key, RenderedNote] = collections.OrderedDict()
         self._points_by_pitch: dict[int, dict[GridPoint, None]] = collections.defaultdict(dict)
         self._pitch_count: collections.Counter[GridPoint] = collections.Counter()
         self._lock = threading.Lock()
@@ -44,7 +43,7 @@ class NoteCache:
     def __contains__(self, key: Key) -> bool:
         return key in self._entries
 
-    def get(self, point: GridPoint, pitch: int) -> np.ndarray | None:
+    def get(self, point: GridPoint, pitch: int) -> RenderedNote | None:
         """The cached note, marked as recently used; None on a miss."""
         with self._lock:
             audio = self._entries.get((point, pitch))
@@ -52,11 +51,11 @@ class NoteCache:
                 self._entries.move_to_end((point, pitch))
             return audio
 
-    def put(self, point: GridPoint, pitch: int, audio: np.ndarray,
+    def put(self, point: GridPoint, pitch: int, audio: RenderedNote,
             keep_points: frozenset[GridPoint] | set[GridPoint] = frozenset()) -> None:
         """Store a note, then evict least recently used entries to fit the budget, except
         those of the grid points in `keep_points`."""
-        audio.setflags(write=False)
+        audio.samples.setflags(write=False)
         key = (point, pitch)
         with self._lock:
             old = self._entries.pop(key, None)
@@ -98,7 +97,7 @@ class NoteCache:
             return {point for point, _ in self._entries}
 
     def stand_in(self, point: GridPoint, pitch: int, max_shift: int = 12
-                 ) -> tuple[np.ndarray, float] | None:
+                 ) -> tuple[RenderedNote, float] | None:
         """(audio, playback rate) of the nearest cached substitute for a miss, or None."""
         with self._lock:
             by_pitch = self._points_by_pitch
@@ -116,7 +115,7 @@ class NoteCache:
                         return self._hit(best, pitch + shift, 2.0 ** (-shift / 12.0))
         return None
 
-    def _hit(self, point: GridPoint, pitch: int, rate: float) -> tuple[np.ndarray, float]:
+    def _hit(self, point: GridPoint, pitch: int, rate: float) -> tuple[RenderedNote, float]:
         self._entries.move_to_end((point, pitch))
         return self._entries[(point, pitch)], rate
 

@@ -19,6 +19,8 @@ import threading
 import time
 from pathlib import Path
 
+from gansynth_live.sustain import DEFAULT_SUSTAIN_MODE, SUSTAIN_MODES
+
 
 def _at_least(minimum: float, kind=int):
     def convert(text: str):
@@ -86,6 +88,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--envelope", type=float, nargs=4, metavar=("A%", "AS", "R%", "RS"),
                    default=[1.0, 0.5, 25.0, 0.5],
                    help="attack_percent attack_slope release_percent release_slope")
+    g.add_argument("--sustain", choices=SUSTAIN_MODES, default=DEFAULT_SUSTAIN_MODE,
+                   help="held notes: 'loop' sounds until released (default), 'natural' "
+                        "plays the rendered note once, so it decays as the model made it")
     g = p.add_argument_group("information")
     g.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
     g.add_argument("--list-midi", action="store_true", help="list MIDI inputs and exit")
@@ -139,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
                     cache_bytes=int(args.cache_mb * 2**20), polyphony=args.polyphony,
                     seeds=args.seeds, velocity_curve=args.velocity_curve, gain=args.gain,
                     bend_range=args.bend_range, batch_size=args.batch_size,
-                    renderer=renderer, log=log)
+                    sustain_mode=args.sustain, renderer=renderer, log=log)
     engine.set_envelope(*args.envelope)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

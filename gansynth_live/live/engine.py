@@ -30,6 +30,7 @@ from gansynth_live.live.timbre import GridPoint, TimbreState
 from gansynth_live.live.voices import LATENCY_RING, Mixer, NoteStart, velocity_gain
 from gansynth_live.live.worker import RenderJob, RenderWorker
 from gansynth_live.model import Model
+from gansynth_live.sustain import DEFAULT_SUSTAIN_MODE, RenderedNote, check_sustain_mode
 
 RETRY_FAILED_AFTER_S = 5.0  # a note whose render failed is not retried sooner
 
@@ -41,8 +42,10 @@ class Engine:
                  blocksize: int = 256, grid: int = 9, cache_bytes: int = 1 << 30,
                  polyphony: int = 32, seeds: Sequence[int] = (0, 1, 2, 3),
                  velocity_curve: float = 2.0, gain: float = 0.5, bend_range: float = 2.0,
-                 batch_size: int = 8, renderer=None, log: Callable[[str], None] = print):
-        """`renderer`: what renders notes (`renderer.py`); default: `model` in this process."""
+                 batch_size: int = 8, sustain_mode: str = DEFAULT_SUSTAIN_MODE,
+                 renderer=None, log: Callable[[str], None] = print):
+        """`renderer`: what renders notes (`renderer.py`); default: `model` in this process.
+        `sustain_mode`: "loop" or "natural" (`gansynth_live.sustain`)."""
         self.model = model
         self.sample_rate = int(sample_rate)
         self.channels = int(channels)
@@ -53,7 +56,8 @@ class Engine:
         self.timbre = TimbreState(model.latent_size, grid, seeds)
         self.cache = NoteCache(cache_bytes)
         self.envelope = Envelope()
-        # Rendered note length at the device rate: every cache entry has it.
+        self.sustain_mode = check_sustain_mode(sustain_mode)
+        # Rendered note length at the device rate: every cache entry has it (and its seam).
         self.note_frames = int(round(model.num_samples * self.sample_rate / model.sample_rate))
         self.bytes_per_note = self.note_frames * model.channels * 4
         if cache_bytes < self.bytes_per_note * len(model.pitches):
@@ -130,7 +134,7 @@ class Engine:
         with self._lock:
             point = self.timbre.current_point()
             self._last_pitch = pitch
-            envelope = self.envelope
+            envelope, loop = self.envelope, self.sustain_mode == "loop"
             audio, rate = self.cache.get(point, pitch), 1.0
             hit = audio is not None
             self.counters["cache_hits" if hit else "cache_misses"] += 1
@@ -145,11 +149,10 @@ class Engine:
             self.worker.wake()
         if audio is None:
             return
-        length = min(self.note_frames, int(audio.shape[0] / rate))
         frames = None if duration is None else int(round(duration * self.sample_rate))
         self.mixer.post(("on", NoteStart(pitch, audio, rate,
                                          velocity_gain(velocity, self.velocity_curve),
-                                         envelope, length, frames, received)))
+                                         envelope, self.note_frames, loop, frames, received)))
         with self._lock:  # OSC and MIDI threads both count
             self.counters["notes"] += 1
 
@@ -200,13 +203,19 @@ class Engine:
         with self._lock:
             self.envelope = envelope
 
+    def set_sustain_mode(self, mode) -> None:
+        """"loop" or "natural", for notes started from now on (sounding notes keep theirs)."""
+        mode = check_sustain_mode(mode)
+        with self._lock:
+            self.sustain_mode = mode
+
     def set_gain(self, gain) -> None:
         gain = float(gain)
         if not 0.0 <= gain <= 4.0:
             raise ValueError(f"gain must be 0..4, got {gain:g}")
         self.mixer.post(("gain", gain))
 
-    def render_note(self, pitch, deliver: Callable[[np.ndarray], None],
+    def render_note(self, pitch, deliver: Callable[[RenderedNote], None],
                     fail: Callable[[str], None]) -> None:
         """Render the exact current position's note (not the grid point) ahead of all else."""
         pitch = self.check_pitch(pitch)
@@ -269,7 +278,7 @@ class Engine:
         point, pitch = key
         z = self.timbre.latent(point)
 
-        def deliver(audio: np.ndarray) -> None:
+        def deliver(audio: RenderedNote) -> None:
             with self._lock:
                 self._in_flight.discard(key)
                 self._failed.pop(key, None)
@@ -308,7 +317,7 @@ class Engine:
             point = self.timbre.current_point()
             pending = len(self.model.pitches) - self.cache.cached_pitches(point)
             x, y, generation = self.timbre.x, self.timbre.y, self.timbre.generation
-            envelope = self.envelope
+            envelope, sustain_mode = self.envelope, self.sustain_mode
         mixer, worker = self.mixer, self.worker
         count = min(mixer.latency_count, LATENCY_RING)
         latencies = np.sort(mixer.latencies[:count]) * 1000.0 if count else np.zeros(1)
@@ -342,6 +351,7 @@ class Engine:
             "latency_ms_max": float(latencies[-1]),
         }
         status.update({k: float(v) for k, v in envelope.params().items()})
+        status["sustain_mode"] = sustain_mode
         return status
 
 

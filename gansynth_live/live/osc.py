@@ -33,6 +33,7 @@ from pythonosc import osc_packet
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from gansynth_live.live.engine import Engine, _as_int
+from gansynth_live.sustain import RenderedNote
 
 MAX_DATAGRAM = 65535
 
@@ -93,6 +94,7 @@ class OscServer:
             "/all_notes_off": self._all_notes_off, "/sustain": self._sustain,
             "/pitch_bend": self._pitch_bend, "/timbre/seed": self._seed, "/timbre/z": self._z,
             "/timbre/xy": self._xy, "/envelope": self._envelope, "/gain": self._gain,
+            "/sustain_mode": self._sustain_mode,
             "/status": self._status, "/notify": self._notify, "/render": self._render,
             "/quit": self._quit,
         }
@@ -236,6 +238,18 @@ class OscServer:
         self.engine.set_envelope(*(_number(args, i, name) for i, name in enumerate(
             ("attack_percent", "attack_slope", "release_percent", "release_slope"))))
 
+    def _sustain_mode(self, sender, args, received):
+        """One argument: "loop" or "natural", or a number (1 = loop, 0 = natural: a Pd
+        toggle)."""
+        _count(args, 1)
+        mode = args[0]
+        if not isinstance(mode, str):
+            number = _number(args, 0, "sustain_mode")
+            if number not in (0.0, 1.0):
+                raise BadArguments(f"sustain_mode must be loop, natural, 1 or 0, got {number:g}")
+            mode = "loop" if number else "natural"
+        self.engine.set_sustain_mode(mode)
+
     def _gain(self, sender, args, received):
         _count(args, 1)
         self.engine.set_gain(_number(args, 0, "gain"))
@@ -271,12 +285,12 @@ class OscServer:
         path = self.render_path(args[1])
         rate = self.engine.sample_rate
 
-        def deliver(audio: np.ndarray) -> None:
+        def deliver(note: RenderedNote) -> None:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
             os.close(fd)
             try:
-                sf.write(tmp, audio, rate, subtype="FLOAT", format="WAV")
+                sf.write(tmp, note.audio, rate, subtype="FLOAT", format="WAV")
                 os.replace(tmp, path)
             except Exception as e:  # noqa: BLE001
                 Path(tmp).unlink(missing_ok=True)

@@ -5,26 +5,30 @@ The control thread never touches a voice. It posts small command tuples to
 no lock is shared with the audio thread); `Mixer.process` applies them at the start of
 the next block and mixes the sounding voices into the output buffer.
 
-Every note is a pre-rendered buffer at the device rate (from the timbre cache), so a
-voice only reads its buffer (at a playback rate for pitch bend and for a neighbour pitch
-used as a stand-in), multiplies by its envelope (`envelope.BlockGain`, the code
-gansynth-generate uses) and by its velocity gain, and adds. All arrays are allocated
-when the mixer is built; per block only small Python objects (views, floats) are made.
+Every note is a pre-rendered `sustain.RenderedNote` at the device rate (from the
+timbre cache), so a voice only reads its buffer (at a playback rate for pitch bend and
+for a neighbour pitch used as a stand-in; through its loop while it is held, in sustain
+loop), multiplies by its envelope (`envelope.BlockGain`, the code gansynth-generate
+uses) and by its velocity gain, and adds. All arrays are allocated when the mixer is
+built; per block only small Python objects (views, floats) are made.
 
 Voice life: HELD (key down) -> RELEASED at note-off, or SUSTAINED while the sustain
-pedal holds it -> finished when its release reaches 0 or its audio ends. A stolen voice,
-and every voice on all-notes-off, goes to FADING: a short linear fade from whatever gain it
-had, so nothing stops with a click.
+pedal holds it -> finished when its release reaches 0, or (sustain natural) its audio
+ends. A looping voice never runs out of audio. A stolen voice, and every voice on
+all-notes-off, goes to FADING: a short linear fade from whatever gain it had, so nothing
+stops with a click.
 """
 from __future__ import annotations
 
 import collections
+import math
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from gansynth_live.envelope import BlockGain, Envelope
+from gansynth_live.envelope import BlockGain, Envelope, fade_frames
+from gansynth_live.sustain import RenderedNote, seam_indices, wrap_positions
 
 HELD, SUSTAINED, RELEASED, FADING = 1, 2, 3, 4
 NO_RELEASE = 2**62  # "release not known yet" as a frame count that never comes
@@ -37,28 +41,31 @@ class NoteStart:
 
     Attributes:
         pitch: MIDI note (note-off matches on it).
-        audio: (frames, channels) float32 at the device rate; never written.
+        note: the rendered note at the device rate, with its loop; never written.
         rate: playback rate (1.0, or 2**(semitones/12) for a neighbour pitch stand-in).
         gain: velocity gain.
         envelope: the voice keeps this one even if the envelope changes later.
-        length: frames the note sounds for at most (its audio's length at `rate`); the
-            envelope's percentages are of this length, as in gansynth-generate.
+        length: the model's note length L in frames at the device rate; the envelope's
+            percentages are of it, as in gansynth-generate.
+        loop: sustain loop (repeat the note's loop while held) or natural (play it once).
         duration: frames until an automatic note-off (/note), or None (wait for note-off).
         received: time.perf_counter() when the control message arrived (latency stats).
     """
     pitch: int
-    audio: np.ndarray
+    note: RenderedNote
     rate: float
     gain: float
     envelope: Envelope
     length: int
+    loop: bool = True
     duration: int | None = None
     received: float = 0.0
 
 
 class Voice:
-    __slots__ = ("state", "pitch", "audio", "rate", "gain", "envelope", "attack", "release",
-                 "release_start", "age", "position", "order", "fade_level", "received")
+    __slots__ = ("state", "pitch", "note", "loop", "rate", "gain", "envelope", "attack",
+                 "release", "release_start", "age", "position", "order", "fade_level",
+                 "received")
 
     def __init__(self):
         self.state = 0  # 0 = free
@@ -68,7 +75,7 @@ class Mixer:
     """Mixes voices into output blocks of up to `max_frames` frames and `channels` channels."""
 
     def __init__(self, sample_rate: int, channels: int, max_frames: int, *,
-                 polyphony: int = 32, gain: float = 0.5, fade_seconds: float = 0.005):
+                 polyphony: int = 32, gain: float = 0.5):
         if polyphony < 1:
             raise ValueError(f"polyphony must be at least 1, got {polyphony}")
         self.sample_rate = int(sample_rate)
@@ -76,14 +83,14 @@ class Mixer:
         self.max_frames = int(max_frames)
         self.polyphony = int(polyphony)
         self.gain = float(gain)
-        self.fade_frames = max(1, int(round(fade_seconds * sample_rate)))
+        self.fade_frames = fade_frames(self.sample_rate)
         # Spare slots let a stolen voice fade out while its replacement starts.
         self.voices = [Voice() for _ in range(self.polyphony + 8)]
         self.commands: collections.deque = collections.deque()
         self.sustain = False
         self.bend = 1.0
         self._order = 0
-        self._block_gain = BlockGain(Envelope(), self.max_frames)
+        self._block_gain = BlockGain(Envelope(), self.max_frames, self.fade_frames)
         f = self.max_frames
         self._ramp = np.arange(f + 1, dtype=np.float64)
         self._gain = np.empty(f, np.float64)
@@ -92,6 +99,7 @@ class Mixer:
         self._frac = np.empty(f, np.float64)
         self._idx = np.empty(f, np.intp)
         self._idx1 = np.empty(f, np.intp)
+        self._mask = np.empty(f, bool)
         # Source scratch per channel count, so a row slice stays contiguous for np.take.
         self._a = {c: np.empty((f, c), np.float32) for c in (1, 2)}
         self._b = {c: np.empty((f, c), np.float32) for c in (1, 2)}
@@ -159,8 +167,14 @@ class Mixer:
 
     def _mix_voice(self, voice: Voice, out: np.ndarray, frames: int) -> None:
         gain = self._gain[:frames]
+        rate = voice.rate * self.bend
+        # Sustain natural: where the audio runs out at the current rate (frames since
+        # note-on); the envelope fades the gain to 0 before it.
+        audio_end = (None if voice.loop else
+                     voice.age + (voice.note.length - 1 - voice.position) / rate + 1.0)
         sounding = self._block_gain.fill(gain, voice.age, frames, voice.attack,
-                                         voice.release_start, voice.release, voice.envelope)
+                                         voice.release_start, voice.release, voice.envelope,
+                                         audio_end)
         if voice.state == FADING:
             fade = self._fade[:frames]
             step = 1.0 / self.fade_frames
@@ -171,18 +185,8 @@ class Mixer:
             voice.fade_level -= frames * step
             if voice.fade_level <= 0.0:
                 sounding = 0
-        # A note bent up (or held long) can run out of audio before its envelope ends: fade
-        # it out over the fade_frames before the last source frame, however the blocks fall.
-        audio_left = (voice.audio.shape[0] - 1 - voice.position) / (voice.rate * self.bend)
-        if (audio_left + 1.0 < voice.release_start + voice.release - voice.age
-                and audio_left < frames + self.fade_frames):
-            tail = self._tail[:frames]
-            np.multiply(self._ramp[:frames], -1.0 / self.fade_frames, out=tail)
-            np.add(tail, audio_left / self.fade_frames, out=tail)
-            np.clip(tail, 0.0, 1.0, out=tail)
-            np.multiply(gain, tail, out=gain)
         np.multiply(gain, voice.gain, out=gain)
-        source, valid = self._read(voice, frames)
+        source, valid = self._read(voice, frames, rate)
         if source is None:  # the audio ran out
             voice.state = 0
             return
@@ -212,38 +216,49 @@ class Mixer:
         np.multiply(source, gain, out=scaled)
         np.add(out, scaled, out=out)
 
-    def _read(self, voice: Voice, frames: int) -> tuple[np.ndarray | None, int]:
-        """The voice's next `frames` source frames (zeros past the end) and how many of them
-        are real audio; (None, 0) when the audio is used up."""
-        audio = voice.audio
-        total = audio.shape[0]
-        channels = audio.shape[1]
-        rate = voice.rate * self.bend
+    def _read(self, voice: Voice, frames: int, rate: float
+              ) -> tuple[np.ndarray | None, int]:
+        """The voice's next `frames` source frames at `rate` and how many of them are real
+        audio (a looping voice never runs out; otherwise zeros past the end); (None, 0)
+        when the audio is used up."""
+        note = voice.note
+        samples = note.samples
+        total = note.length
+        channels = samples.shape[1]
         start = voice.position
-        if start > total - 1:
+        looping = voice.loop
+        if not looping and start > total - 1:
             return None, 0
         dest = self._a[channels][:frames]
-        if rate == 1.0 and start == int(start):
+        if not looping and rate == 1.0 and start == int(start):
             i = int(start)
             n = min(frames, total - i)
-            dest[:n] = audio[i:i + n]
+            dest[:n] = samples[i:i + n]
             dest[n:] = 0.0
             voice.position = start + frames
             return dest, n
-        # Linear interpolation at positions start + k * rate.
-        pos, frac, idx, idx1 = (self._pos[:frames], self._frac[:frames], self._idx[:frames],
-                                self._idx1[:frames])
+        # Linear interpolation at positions start + k * rate (through the loop, if looping).
+        pos, frac, idx, idx1, mask = (self._pos[:frames], self._frac[:frames],
+                                      self._idx[:frames], self._idx1[:frames],
+                                      self._mask[:frames])
         np.multiply(self._ramp[:frames], rate, out=pos)
         np.add(pos, start, out=pos)
-        np.minimum(pos, total - 1, out=pos)
+        if looping:
+            wrap_positions(pos, note.loop, mask)
+        else:
+            np.minimum(pos, total - 1, out=pos)
         np.floor(pos, out=frac)
         np.copyto(idx, frac, casting="unsafe")
         np.subtract(pos, frac, out=frac)
         np.add(idx, 1, out=idx1)
-        np.minimum(idx1, total - 1, out=idx1)
+        if looping:
+            seam_indices(idx, note, mask)
+            seam_indices(idx1, note, mask)
+        else:
+            np.minimum(idx1, total - 1, out=idx1)
         nxt = self._b[channels][:frames]
-        np.take(audio, idx, axis=0, out=dest, mode="clip")
-        np.take(audio, idx1, axis=0, out=nxt, mode="clip")
+        np.take(samples, idx, axis=0, out=dest, mode="clip")
+        np.take(samples, idx1, axis=0, out=nxt, mode="clip")
         np.subtract(nxt, dest, out=nxt)
         frac32 = self._frac32[:frames]
         np.copyto(frac32, frac, casting="same_kind")
@@ -252,7 +267,11 @@ class Mixer:
         np.add(dest, nxt, out=dest)
         end = start + frames * rate
         valid = frames
-        if end > total - 1:  # zero what lies past the end
+        if looping:
+            loop = note.loop
+            if end >= loop.end:  # keep the position inside the loop
+                end = loop.start + math.fmod(end - loop.start, loop.end - loop.start)
+        elif end > total - 1:  # zero what lies past the end
             valid = max(0, min(frames, int((total - 1 - start) / rate) + 1))  # k*rate <= end
             dest[valid:] = 0.0
         voice.position = end
@@ -292,16 +311,15 @@ class Mixer:
         if slot is None:  # every spare slot is still fading: cut the oldest fade
             slot = min((v for v in self.voices if v.state == FADING), key=lambda v: v.order)
             self.voices_dropped += 1
-        attack, release = note.envelope.segment_lengths(note.length)
+        attack, release = note.envelope.segment_lengths(note.length, self.sample_rate)
         slot.pitch = note.pitch
-        slot.audio = note.audio
+        slot.note = note.note
+        slot.loop = note.loop
         slot.rate = note.rate
         slot.gain = note.gain
         slot.envelope = note.envelope
         slot.attack, slot.release = attack, release
-        slot.release_start = note.length - release  # where the audio runs out
-        if note.duration is not None:
-            slot.release_start = min(slot.release_start, note.duration)
+        slot.release_start = NO_RELEASE if note.duration is None else note.duration
         slot.age = 0
         slot.position = 0.0
         slot.received = note.received

@@ -16,14 +16,16 @@ from typing import Callable
 
 import numpy as np
 
+from gansynth_live.sustain import RenderedNote
+
 
 @dataclass
 class RenderJob:
-    """One note to render; `deliver(audio)` gets (frames, channels) float32 at the device rate,
+    """One note to render; `deliver(note)` gets the `RenderedNote` at the device rate,
     `fail(reason)` is called instead when rendering fails. `key` is the caller's label."""
     z: np.ndarray
     pitch: int
-    deliver: Callable[[np.ndarray], None]
+    deliver: Callable[[RenderedNote], None]
     fail: Callable[[str], None] = lambda reason: None
     key: object = None
 
@@ -31,11 +33,10 @@ class RenderJob:
 class RenderWorker:
     """Runs `next_jobs` -> renderer -> job.deliver until stopped.
 
-    `renderer(z, pitches)` returns one (frames, channels) float32 array per note, at the
-    device rate.
+    `renderer(z, pitches)` returns one `RenderedNote` per note, at the device rate.
     """
 
-    def __init__(self, renderer: Callable[[np.ndarray, list[int]], list[np.ndarray]],
+    def __init__(self, renderer: Callable[[np.ndarray, list[int]], list[RenderedNote]],
                  next_jobs: Callable[[int], list[RenderJob]], *, batch_size: int = 8,
                  on_error: Callable[[str], None] = print):
         self.renderer = renderer
