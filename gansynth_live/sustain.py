@@ -16,9 +16,9 @@ short one. The looped stream is::
 
     samples[0 : end - seam], then forever: samples[seam part], samples[start : end - seam]
 
-`wrap_positions` and `seam_indices` turn positions in that endless stream into indices
-into `samples`; the live mixer (allocation-free, with ``out=`` scratch) and offline
-rendering use the same two functions.
+`wrap_positions` and `source_indices` turn positions in that endless stream into
+indices into `samples`; the live mixer (allocation-free, with ``out=`` scratch) and
+offline rendering use the same two functions.
 
 Sustain modes: ``loop`` (the default) repeats the loop while the note is held;
 ``natural`` plays the rendered audio once, so an instrument that decays decays and a
@@ -227,34 +227,38 @@ def loop_note(audio: np.ndarray, sample_rate: int, pitch: float | None = None
     return make_note(audio, find_loop(audio, sample_rate, pitch))
 
 
-def wrap_positions(positions: np.ndarray, loop: Loop, mask: np.ndarray) -> None:
-    """In place: positions in the endless looped stream (>= 0, float or int) -> positions
-    in ``[0, loop.end)``. `mask` is bool scratch of the same shape."""
-    np.greater_equal(positions, loop.end, out=mask)
-    if mask.any():
-        length = loop.end - loop.start
-        np.subtract(positions, loop.start, out=positions, where=mask)
-        np.fmod(positions, length, out=positions, where=mask)
-        np.add(positions, loop.start, out=positions, where=mask)
+def wrap_positions(positions: np.ndarray, loop: Loop, scratch: np.ndarray) -> None:
+    """In place: positions (>= 0, float or int) in the endless looped stream -> positions
+    in ``[0, loop.end)``: ``p - P * floor(max(p - start, 0) / P)``, P the loop length.
+    `scratch` has the positions' shape and dtype. No allocation (no ``where=``, whose
+    masked loops allocate)."""
+    length = loop.end - loop.start
+    np.subtract(positions, loop.start, out=scratch)
+    np.maximum(scratch, 0, out=scratch)
+    np.floor_divide(scratch, length, out=scratch)
+    np.multiply(scratch, length, out=scratch)
+    np.subtract(positions, scratch, out=positions)
 
 
-def seam_indices(indices: np.ndarray, note: RenderedNote, mask: np.ndarray) -> None:
-    """In place: integer indices in ``[0, loop.end]`` of the looped stream -> indices into
-    `note.samples` (the seam replaces the frames before the loop end; ``loop.end`` itself
-    is the loop start again). `mask` is bool scratch of the same shape."""
+def source_indices(indices: np.ndarray, note: RenderedNote, scratch: np.ndarray) -> None:
+    """In place: integer frame indices (>= 0) of the endless looped stream -> indices into
+    `note.samples`: wrapped into the loop, and the frames before the loop end replaced by
+    the seam. `scratch` is an integer array of the same shape."""
     loop = note.loop
-    np.greater_equal(indices, loop.end, out=mask)
-    np.subtract(indices, loop.end - loop.start, out=indices, where=mask)
-    np.greater_equal(indices, loop.end - loop.seam, out=mask)
-    np.add(indices, note.length - (loop.end - loop.seam), out=indices, where=mask)
+    wrap_positions(indices, loop, scratch)
+    # scratch = 1 where index >= end - seam, else 0 (integer arithmetic: a comparison
+    # into an integer array would cast through an allocated buffer)
+    np.subtract(indices, loop.end - loop.seam - 1, out=scratch)
+    np.maximum(scratch, 0, out=scratch)
+    np.minimum(scratch, 1, out=scratch)
+    np.multiply(scratch, note.length - (loop.end - loop.seam), out=scratch)
+    np.add(indices, scratch, out=indices)
 
 
 def looped(note: RenderedNote, frames: int) -> np.ndarray:
     """The first `frames` frames of the note looped for ever (offline rendering)."""
     indices = np.arange(frames, dtype=np.intp)
-    mask = np.empty(frames, bool)
-    wrap_positions(indices, note.loop, mask)
-    seam_indices(indices, note, mask)
+    source_indices(indices, note, np.empty_like(indices))
     return note.samples[indices]
 
 
@@ -268,4 +272,4 @@ def check_sustain_mode(mode: str) -> str:
 
 __all__ = ["DEFAULT_SUSTAIN_MODE", "Loop", "RenderedNote", "SUSTAIN_MODES",
            "check_sustain_mode", "find_loop", "loop_note", "looped", "make_note",
-           "seam_indices", "steady_part", "wrap_positions"]
+           "match_window", "source_indices", "steady_part", "wrap_positions"]

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gansynth_live.envelope import BlockGain, Envelope, fade_frames
-from gansynth_live.sustain import RenderedNote, seam_indices, wrap_positions
+from gansynth_live.sustain import RenderedNote, source_indices, wrap_positions
 
 HELD, SUSTAINED, RELEASED, FADING = 1, 2, 3, 4
 NO_RELEASE = 2**62  # "release not known yet" as a frame count that never comes
@@ -99,7 +99,7 @@ class Mixer:
         self._frac = np.empty(f, np.float64)
         self._idx = np.empty(f, np.intp)
         self._idx1 = np.empty(f, np.intp)
-        self._mask = np.empty(f, bool)
+        self._scratch = np.empty(f, np.intp)
         # Source scratch per channel count, so a row slice stays contiguous for np.take.
         self._a = {c: np.empty((f, c), np.float32) for c in (1, 2)}
         self._b = {c: np.empty((f, c), np.float32) for c in (1, 2)}
@@ -168,10 +168,10 @@ class Mixer:
     def _mix_voice(self, voice: Voice, out: np.ndarray, frames: int) -> None:
         gain = self._gain[:frames]
         rate = voice.rate * self.bend
-        # Sustain natural: where the audio runs out at the current rate (frames since
-        # note-on); the envelope fades the gain to 0 before it.
+        # Sustain natural: the frame (since note-on) after the last one the audio fills at
+        # the current rate; the envelope fades the gain to 0 before it.
         audio_end = (None if voice.loop else
-                     voice.age + (voice.note.length - 1 - voice.position) / rate + 1.0)
+                     voice.age + math.floor((voice.note.length - 1 - voice.position) / rate) + 1)
         sounding = self._block_gain.fill(gain, voice.age, frames, voice.attack,
                                          voice.release_start, voice.release, voice.envelope,
                                          audio_end)
@@ -238,13 +238,13 @@ class Mixer:
             voice.position = start + frames
             return dest, n
         # Linear interpolation at positions start + k * rate (through the loop, if looping).
-        pos, frac, idx, idx1, mask = (self._pos[:frames], self._frac[:frames],
-                                      self._idx[:frames], self._idx1[:frames],
-                                      self._mask[:frames])
+        pos, frac, idx, idx1, scratch = (self._pos[:frames], self._frac[:frames],
+                                         self._idx[:frames], self._idx1[:frames],
+                                         self._scratch[:frames])
         np.multiply(self._ramp[:frames], rate, out=pos)
         np.add(pos, start, out=pos)
         if looping:
-            wrap_positions(pos, note.loop, mask)
+            wrap_positions(pos, note.loop, frac)
         else:
             np.minimum(pos, total - 1, out=pos)
         np.floor(pos, out=frac)
@@ -252,8 +252,8 @@ class Mixer:
         np.subtract(pos, frac, out=frac)
         np.add(idx, 1, out=idx1)
         if looping:
-            seam_indices(idx, note, mask)
-            seam_indices(idx1, note, mask)
+            source_indices(idx, note, scratch)
+            source_indices(idx1, note, scratch)
         else:
             np.minimum(idx1, total - 1, out=idx1)
         nxt = self._b[channels][:frames]
