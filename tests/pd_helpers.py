@@ -10,6 +10,7 @@ The pieces, all usable with the real live server as well as with `FakeOscServer`
     `gs <message>`          -> the inlet of the harness's own [gansynth host port reply_port]
     `to <receiver> <args>`  -> [send <receiver>] (e.g. `to #key 97` is a computer key press,
                                `to #notein 60 100 1` a MIDI note, `to xypad-x 0.3` a slider)
+    `click <receiver>`      -> a bang to [send <receiver>] (what a click on a toggle does)
     `arraysize <name>`      -> prints `ARRAY: <name> size <n>`
     `tabread <name> <i>`    -> prints `TAB: <name> <i> <value>`
   and everything the [gansynth] outlet emits is printed as `GS: <message>`.
@@ -69,7 +70,7 @@ def harness_patch(control_port: int, server_port: int | None = None,
     """Text of the harness patch. With server_port it holds [gansynth host server_port reply_port]."""
     p = _PatchText()
     p.box("nr", "obj", 10, 10, f"netreceive -u {control_port}")
-    p.box("route", "obj", 10, 40, "route gs to arraysize tabread quit")
+    p.box("route", "obj", 10, 40, "route gs to arraysize tabread quit click")
     p.connect("nr", 0, "route")
     # to <receiver> args...: set [s]'s target (right inlet) first, then send the rest
     p.box("to_l", "obj", 200, 70, "list append")
@@ -136,6 +137,14 @@ def harness_patch(control_port: int, server_port: int | None = None,
     # quit
     p.box("quit", "msg", 600, 40, "\\; pd quit")
     p.connect("route", 4, "quit")
+    # click <receiver>: set [s]'s target, then bang it
+    p.box("cl_sym", "obj", 650, 70, "symbol")
+    p.box("cl_t", "obj", 650, 100, "t b s")
+    p.box("cl_s", "obj", 650, 130, "s")
+    p.connect("route", 5, "cl_sym")
+    p.connect("cl_sym", 0, "cl_t")
+    p.connect("cl_t", 1, "cl_s", 1)
+    p.connect("cl_t", 0, "cl_s")
     # ready marker
     p.box("lb", "obj", 10, 400, "loadbang")
     p.box("ready", "msg", 10, 430, "HARNESS-READY")

@@ -12,12 +12,15 @@ import pytest
 from gansynth_live.latent import seeded_z
 from gansynth_live.live.cache import NoteCache
 from gansynth_live.live.timbre import MAX_SEED, GridPoint, TimbreState
+from gansynth_live.sustain import Loop, RenderedNote
 
 NOTE_BYTES = 4000  # a 1000-frame mono float32 note
 
 
-def audio(value: float = 0.0, frames: int = 1000, channels: int = 1) -> np.ndarray:
-    return np.full((frames, channels), value, np.float32)
+def audio(value: float = 0.0, frames: int = 1000, channels: int = 1) -> RenderedNote:
+    """A note of `frames` frames, its loop in its second half and no seam (no extra bytes)."""
+    return RenderedNote(np.full((frames, channels), value, np.float32), frames,
+                        Loop(frames // 2, frames, 0, 1.0))
 
 
 def P(i, j, generation=0) -> GridPoint:
@@ -54,7 +57,7 @@ def test_put_get_contains_len_and_bytes():
     assert (P(0, 0), 60) in cache and (P(2, 0), 60) not in cache
     assert len(cache) == 2
     assert cache.bytes == a.nbytes + b.nbytes == 3 * NOTE_BYTES
-    assert not a.flags.writeable  # a voice may hold it; nobody may write it
+    assert not a.samples.flags.writeable  # a voice may hold it; nobody may write it
     assert cache.cached_pitches(P(0, 0)) == 1 and cache.cached_pitches(P(5, 5)) == 0
     assert cache.points() == {P(0, 0), P(1, 0)}
     consistent(cache)
@@ -65,7 +68,7 @@ def test_replacing_a_note_does_not_double_count():
     cache.put(P(0, 0), 60, audio(1.0))
     cache.put(P(0, 0), 60, audio(2.0, frames=500))
     assert len(cache) == 1 and cache.bytes == NOTE_BYTES // 2
-    assert cache.get(P(0, 0), 60)[0, 0] == 2.0
+    assert cache.get(P(0, 0), 60).samples[0, 0] == 2.0
     assert cache.evictions == 0
     consistent(cache)
 
@@ -164,7 +167,7 @@ def test_stand_in_1_same_pitch_nearest_point_beats_nearby_pitch_at_same_point():
     cache.put(P(5, 3), 60, audio(3.0))  # nearest same pitch (distance sqrt 2)
     cache.put(P(4, 6), 60, audio(4.0))  # distance 2
     got, rate = cache.stand_in(P(4, 4), 60)
-    assert got[0, 0] == 3.0 and rate == 1.0
+    assert got.samples[0, 0] == 3.0 and rate == 1.0
 
 
 def test_stand_in_1_ignores_other_generations_of_same_pitch():
@@ -172,7 +175,7 @@ def test_stand_in_1_ignores_other_generations_of_same_pitch():
     cache.put(P(4, 4, 0), 60, audio(1.0))  # exact point and pitch, old anchors
     cache.put(P(0, 0, 1), 60, audio(2.0))  # far, but current anchors
     got, rate = cache.stand_in(P(4, 4, 1), 60)
-    assert got[0, 0] == 2.0 and rate == 1.0
+    assert got.samples[0, 0] == 2.0 and rate == 1.0
 
 
 @pytest.mark.parametrize("cached,rate_semitones", [
@@ -182,7 +185,7 @@ def test_stand_in_2_nearest_pitch_at_same_point_with_rate(cached, rate_semitones
     cache = NoteCache(100 * NOTE_BYTES)
     cache.put(P(3, 3), cached, audio(float(cached)))
     got, rate = cache.stand_in(P(3, 3), 60)
-    assert got[0, 0] == cached
+    assert got.samples[0, 0] == cached
     assert rate == pytest.approx(2.0 ** (rate_semitones / 12.0))
 
 
@@ -191,10 +194,10 @@ def test_stand_in_2_prefers_nearest_pitch_then_lower_on_tie():
     for pitch in (57, 63, 62):
         cache.put(P(3, 3), pitch, audio(float(pitch)))
     got, rate = cache.stand_in(P(3, 3), 60)
-    assert got[0, 0] == 62 and rate == pytest.approx(2 ** (-2 / 12))
+    assert got.samples[0, 0] == 62 and rate == pytest.approx(2 ** (-2 / 12))
     cache.put(P(3, 3), 58, audio(58.0))  # 58 and 62 tie: the lower one (played faster)
     got, rate = cache.stand_in(P(3, 3), 60)
-    assert got[0, 0] == 58 and rate == pytest.approx(2 ** (2 / 12))
+    assert got.samples[0, 0] == 58 and rate == pytest.approx(2 ** (2 / 12))
 
 
 def test_stand_in_2_same_point_beats_nearer_pitch_at_other_point():
@@ -202,7 +205,7 @@ def test_stand_in_2_same_point_beats_nearer_pitch_at_other_point():
     cache.put(P(3, 4), 61, audio(1.0))  # neighbour point, 1 semitone
     cache.put(P(3, 3), 65, audio(2.0))  # same point, 5 semitones
     got, rate = cache.stand_in(P(3, 3), 60)
-    assert got[0, 0] == 2.0 and rate == pytest.approx(2 ** (-5 / 12))
+    assert got.samples[0, 0] == 2.0 and rate == pytest.approx(2 ** (-5 / 12))
 
 
 def test_stand_in_3_nearest_pitch_at_nearest_other_point():
@@ -211,10 +214,10 @@ def test_stand_in_3_nearest_pitch_at_nearest_other_point():
     cache.put(P(5, 5), 57, audio(2.0))
     cache.put(P(2, 2), 59, audio(3.0))  # nearest point among the nearest pitch (59)
     got, rate = cache.stand_in(P(3, 3), 60)
-    assert got[0, 0] == 3.0 and rate == pytest.approx(2 ** (1 / 12))
+    assert got.samples[0, 0] == 3.0 and rate == pytest.approx(2 ** (1 / 12))
     cache.put(P(6, 6), 61, audio(4.0))  # 61 ties 59 in distance: lower pitch first
     got, _ = cache.stand_in(P(3, 3), 60)
-    assert got[0, 0] == 3.0
+    assert got.samples[0, 0] == 3.0
 
 
 def test_stand_in_respects_max_shift():
@@ -223,12 +226,12 @@ def test_stand_in_respects_max_shift():
     cache.put(P(0, 0), 47, audio(2.0))
     assert cache.stand_in(P(3, 3), 60) is None  # 13 semitones away: too far
     got, rate = cache.stand_in(P(3, 3), 60, max_shift=13)  # same point first (step 2)
-    assert got[0, 0] == 1.0 and rate == pytest.approx(2 ** (-13 / 12))
+    assert got.samples[0, 0] == 1.0 and rate == pytest.approx(2 ** (-13 / 12))
     got, rate = cache.stand_in(P(5, 5), 60, max_shift=13)  # step 3: -13 before +13
-    assert got[0, 0] == 2.0 and rate == pytest.approx(2 ** (13 / 12))
+    assert got.samples[0, 0] == 2.0 and rate == pytest.approx(2 ** (13 / 12))
     assert cache.stand_in(P(3, 3), 61, max_shift=0) is None
     got, rate = cache.stand_in(P(3, 3), 73, max_shift=0)
-    assert got[0, 0] == 1.0 and rate == 1.0
+    assert got.samples[0, 0] == 1.0 and rate == 1.0
 
 
 def test_stand_in_4_older_generations_only_when_current_has_nothing():
@@ -236,7 +239,7 @@ def test_stand_in_4_older_generations_only_when_current_has_nothing():
     cache.put(P(3, 3, 0), 60, audio(1.0))  # exact point/pitch of old anchors
     cache.put(P(0, 8, 2), 66, audio(2.0))  # current anchors, far point, 6 semitones
     got, rate = cache.stand_in(P(3, 3, 2), 60)
-    assert got[0, 0] == 2.0 and rate == pytest.approx(2 ** (-6 / 12))
+    assert got.samples[0, 0] == 2.0 and rate == pytest.approx(2 ** (-6 / 12))
 
 
 def test_stand_in_4_newest_older_generation_first():
@@ -244,14 +247,14 @@ def test_stand_in_4_newest_older_generation_first():
     cache.put(P(3, 3, 0), 60, audio(0.0))  # oldest, same point
     cache.put(P(8, 8, 1), 60, audio(1.0))  # newer, far point
     got, rate = cache.stand_in(P(3, 3, 2), 60)
-    assert got[0, 0] == 1.0 and rate == 1.0
+    assert got.samples[0, 0] == 1.0 and rate == 1.0
     cache.put(P(7, 7, 1), 60, audio(7.0))  # nearer point of the same older generation
     got, _ = cache.stand_in(P(3, 3, 2), 60)
-    assert got[0, 0] == 7.0
+    assert got.samples[0, 0] == 7.0
     cache2 = NoteCache(100 * NOTE_BYTES)
     cache2.put(P(3, 3, 0), 62, audio(2.0))  # only older anchors, nearby pitch
     got, rate = cache2.stand_in(P(3, 3, 1), 60)
-    assert got[0, 0] == 2.0 and rate == pytest.approx(2 ** (-2 / 12))
+    assert got.samples[0, 0] == 2.0 and rate == pytest.approx(2 ** (-2 / 12))
 
 
 def test_stand_in_refreshes_lru():
@@ -259,7 +262,7 @@ def test_stand_in_refreshes_lru():
     for pitch in (60, 61, 62):
         cache.put(P(0, 0), pitch, audio(float(pitch)))
     got, _ = cache.stand_in(P(1, 1), 60)  # uses (0, 0) 60: now most recent
-    assert got[0, 0] == 60
+    assert got.samples[0, 0] == 60
     cache.put(P(0, 0), 63, audio())
     assert (P(0, 0), 60) in cache and (P(0, 0), 61) not in cache
 
@@ -271,7 +274,7 @@ def test_evicted_note_stays_valid_for_its_holder():
     held = cache.get(P(0, 0), 60)
     cache.put(P(0, 0), 61, audio())
     assert (P(0, 0), 60) not in cache
-    assert held is a and np.all(held == 5.0)
+    assert held is a and np.all(held.samples == 5.0)
     consistent(cache)
 
 
@@ -297,7 +300,7 @@ def test_concurrent_put_get_stand_in():
     def getter(rng):
         point = P(int(rng.integers(9)), int(rng.integers(9)), int(rng.integers(3)))
         got = cache.get(point, int(rng.integers(40, 80)))
-        assert got is None or got.ndim == 2
+        assert got is None or got.samples.ndim == 2
         cache.cached_pitches(point)
         len(cache)
 
@@ -305,7 +308,7 @@ def test_concurrent_put_get_stand_in():
         point = P(int(rng.integers(9)), int(rng.integers(9)), 2)
         got = cache.stand_in(point, int(rng.integers(40, 80)))
         if got is not None:
-            assert got[0].ndim == 2 and 0.5 <= got[1] <= 2.0
+            assert got[0].samples.ndim == 2 and 0.5 <= got[1] <= 2.0
         cache.points()
 
     threads = [threading.Thread(target=run, args=(k, f), daemon=True)

@@ -13,6 +13,7 @@ from gansynth_live.envelope import Envelope
 from gansynth_live.live.engine import Engine
 from gansynth_live.live.voices import velocity_gain
 from gansynth_live.live.renderer import resample
+from gansynth_live.sustain import find_loop, looped
 from live_helpers import PITCHES, RATE, make_engine, play, tiny_model, wait_for  # noqa: F401
 
 L = RATE  # 1 s notes at the device rate
@@ -25,10 +26,12 @@ def engine(tiny_model):  # noqa: F811
     engine.stop()
 
 
-def expected_note(engine: Engine, pitch: int, velocity: int, held: int | None = None):
-    audio = engine.cache.get(engine.timbre.current_point(), pitch)[:, 0]
-    gain = Envelope().note_gain(L if held is None else held, L)
-    return audio[:len(gain)] * gain * velocity_gain(velocity) * engine.mixer.gain
+def expected_note(engine: Engine, pitch: int, velocity: int, held: int, loop: bool = True):
+    """The note as gansynth-generate places it: looped (sustain loop) or not."""
+    note = engine.cache.get(engine.timbre.current_point(), pitch)
+    gain = Envelope().note_gain(held, L, RATE, loop)
+    audio = looped(note, len(gain)) if loop else note.audio[:len(gain)]
+    return audio[:, 0] * gain * velocity_gain(velocity) * engine.mixer.gain
 
 
 def test_ready_means_the_current_points_pitches_are_cached(engine):
@@ -36,24 +39,45 @@ def test_ready_means_the_current_points_pitches_are_cached(engine):
     assert status["ready"] == 1 and status["pending_renders"] == 0
     point = engine.timbre.current_point()
     assert all(engine.cache.get(point, p) is not None for p in PITCHES)
-    assert engine.cache.get(point, 60).shape == (L, 1)
+    note = engine.cache.get(point, 60)
+    assert note.length == L and note.audio.shape == (L, 1)
 
 
-def test_cached_note_is_the_models_note_at_the_device_rate(engine, tiny_model):  # noqa: F811
+def test_cached_note_is_the_models_note_at_the_device_rate_with_its_loop(
+        engine, tiny_model):  # noqa: F811
     point = engine.timbre.current_point()
     z = engine.timbre.latent(point)
-    direct = resample(tiny_model.generate(z, 60)[0], 16000, RATE)
-    np.testing.assert_allclose(engine.cache.get(point, 60), direct, atol=5e-3)
+    generated = tiny_model.generate(z, 60)[0]
+    direct = resample(generated, 16000, RATE)
+    note = engine.cache.get(point, 60)
+    np.testing.assert_allclose(note.audio, direct, atol=5e-3)
+    assert note.loop[:3] == find_loop(generated, 16000, 60).scaled(RATE / 16000)[:3]
 
 
-def test_a_hit_plays_the_cached_note_with_envelope_and_velocity(engine):
+def test_a_held_hit_loops_until_released(engine):
+    engine.note_on(60, 100)
+    out = play(engine, 3.0)
+    held = len(out)
+    engine.note_off(60)
+    out = np.concatenate([out, play(engine, 0.5)])
+    assert engine.status()["cache_hits"] == 1 and engine.status()["sustain_mode"] == "loop"
+    want = expected_note(engine, 60, 100, held)
+    np.testing.assert_allclose(out[:len(want), 0], want, atol=1e-5)
+    np.testing.assert_array_equal(out[:, 0], out[:, 1])  # mono model -> both channels
+    assert np.abs(out[2 * L:3 * L]).max() > 0.01 and not out[len(want):].any()
+
+
+def test_natural_sustain_plays_the_rendered_note_once(engine):
+    engine.set_sustain_mode("natural")
     engine.note_on(60, 100)
     out = play(engine, 1.2)
-    want = expected_note(engine, 60, 100)
-    assert engine.status()["cache_hits"] == 1
+    want = expected_note(engine, 60, 100, 10 * L, loop=False)
+    assert len(want) == L
     np.testing.assert_allclose(out[:L, 0], want, atol=1e-5)
-    np.testing.assert_array_equal(out[:, 0], out[:, 1])  # mono model -> both channels
-    assert not out[L:].any()  # a note held past its audio ends with its release
+    assert not out[L:].any()  # a note held past its audio ends with it
+    with pytest.raises(ValueError, match="sustain mode must be one of loop, natural"):
+        engine.set_sustain_mode("forever")
+    assert engine.status()["sustain_mode"] == "natural"
 
 
 def test_note_off_starts_the_release_and_note_with_duration_too(engine):
@@ -96,7 +120,7 @@ def test_a_miss_sounds_at_once_from_a_stand_in_then_the_exact_note(engine):
     out = play(engine, 1.1)
     assert engine.status()["cache_hits"] == 1
     assert engine.status()["grid_i"] == 2 and engine.status()["grid_j"] == 2
-    np.testing.assert_allclose(out[:L, 0], expected_note(engine, 60, 100), atol=1e-5)
+    np.testing.assert_allclose(out[:L, 0], expected_note(engine, 60, 100, L)[:L], atol=1e-5)
 
 
 def test_moving_within_a_grid_cell_keeps_the_point_and_the_cache(engine):
@@ -107,15 +131,15 @@ def test_moving_within_a_grid_cell_keeps_the_point_and_the_cache(engine):
 
 
 def test_new_seed_is_a_new_timbre_and_old_notes_stand_in(engine):
-    old = engine.cache.get(engine.timbre.current_point(), 60).copy()
+    old = engine.cache.get(engine.timbre.current_point(), 60).samples.copy()
     engine.set_seed(0, 1234)
     assert engine.timbre.generation == 1
     engine.note_on(60, 100)  # nothing of generation 1 yet: the old timbre stands in
     out = play(engine, 0.1)
     assert np.abs(out).max() > 0
     assert wait_for(lambda: engine.wait_ready(0.1), what="the new timbre")
-    new = engine.cache.get(engine.timbre.current_point(), 60)
-    assert new.shape == old.shape and not np.allclose(new, old, atol=1e-3)
+    new = engine.cache.get(engine.timbre.current_point(), 60).audio
+    assert new.shape == old[:L].shape and not np.allclose(new, old[:L], atol=1e-3)
     engine.set_seed(0, 1234)  # the same seed again changes nothing
     assert engine.timbre.generation == 1
 
@@ -141,7 +165,7 @@ def test_render_note_uses_the_exact_position(engine, tiny_model):  # noqa: F811
     assert done.wait(30) and not failed
     z = gl.latent.bilinear_slerp(engine.timbre.anchors, 0.3, 0.6).astype(np.float32)
     want = resample(tiny_model.generate(z, 61)[0], 16000, RATE)
-    np.testing.assert_allclose(got[0], want, atol=5e-3)
+    np.testing.assert_allclose(got[0].audio, want, atol=5e-3)
 
 
 @pytest.mark.parametrize("call, message", [

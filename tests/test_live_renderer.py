@@ -38,9 +38,10 @@ def test_child_process_renders_what_the_parent_would(tiny_model, renderer):  # n
     here = InProcessRenderer(tiny_model, RATE)(z, [58, 60, 62])
     there = renderer(z, [58, 60, 62])
     assert renderer.pid != os.getpid()
-    assert [a.shape for a in there] == [(RATE, 1)] * 3
+    assert [a.audio.shape for a in there] == [(RATE, 1)] * 3
     for a, b in zip(here, there):
-        np.testing.assert_allclose(a, b, atol=5e-3)
+        np.testing.assert_allclose(a.samples, b.samples, atol=5e-3)
+        assert a.length == b.length and a.loop == b.loop  # the loop travels with the note
 
 
 def exists(name: str) -> bool:
@@ -57,11 +58,12 @@ def test_the_arena_grows_for_a_bigger_batch(tiny_model, renderer):  # noqa: F811
     first = renderer._arena.name
     big = renderer(z, [58, 59, 60, 61, 62])
     assert renderer._arena.name != first and not exists(first)
-    assert len(big) == 5 and all(a.shape == (RATE, 1) for a in big)
-    np.testing.assert_array_equal(small[0], renderer(z[:1], [60])[0])  # a smaller batch fits
+    assert len(big) == 5 and all(a.audio.shape == (RATE, 1) for a in big)
+    np.testing.assert_array_equal(small[0].samples,
+                                  renderer(z[:1], [60])[0].samples)  # a smaller batch fits
     for a, b in zip(InProcessRenderer(tiny_model, RATE)(z, [58, 59, 60, 61, 62]), big):
-        np.testing.assert_allclose(a, b, atol=5e-3)
-    big[0][:] = 1.0  # the copies are the caller's own
+        np.testing.assert_allclose(a.samples, b.samples, atol=5e-3)
+    big[0].samples[:] = 1.0  # the copies are the caller's own
 
 
 def test_a_bad_request_fails_and_the_child_lives_on(renderer):

@@ -69,6 +69,8 @@ INLET_TO_OSC = [
     ("envelope 1 0.5 25 0.5", "/envelope", [1, 0.5, 25, 0.5]),
     ("pitch_bend -2", "/pitch_bend", [-2]),
     ("sustain 1", "/sustain", [1]),
+    ("sustain_mode natural", "/sustain_mode", ["natural"]),
+    ("sustain_mode 1", "/sustain_mode", [1]),
     ("render 60 x.wav", "/render", [60, "x.wav"]),
     ("send /foo/bar 1 abc", "/foo/bar", [1, "abc"]),
     ("send /baz", "/baz", []),
@@ -183,6 +185,33 @@ def test_keyboard_computer_keys_and_clicks(tmp_path):
 def test_keyboard_click_plays_a_note(tmp_path):
     got, _ = run_example("keyboard.pd", tmp_path, ["to keyboard-play 67"], lambda m: len(m) >= 1)
     assert got == [("/note", approx([67, 100, 1]))]
+
+
+def test_keyboard_sustain_loop_toggle(tmp_path):
+    """The toggle starts on (loop, the server's default; nothing is sent on load), sends
+    /sustain_mode 1 / 0, and follows the mode that the server's /status.reply reports."""
+    with FakeOscServer() as srv:
+        cmds = ["click keyboard-sustain-loop",     # a click: on -> off
+                "to keyboard-sustain-loop 1", "to keyboard-sustain-loop 0"]
+        got, _ = run_example("keyboard.pd", tmp_path, cmds, lambda m: len(m) >= 3, srv=srv)
+        assert got == [("/sustain_mode", [0.0]), ("/sustain_mode", [1.0]),
+                       ("/sustain_mode", [0.0])]
+    with FakeOscServer() as srv:
+        patch = example_copy("keyboard.pd", tmp_path, srv.port, free_udp_port())
+        with PdSession(tmp_path, open_patches=[patch]) as pd:
+            assert srv.wait_for("/status")
+            # the server says natural: the toggle shows off (set: nothing is sent back) ...
+            srv.reply("/status.reply", "voices", 0, "sustain_mode", "natural")
+            assert pd.wait_for(lambda l: l == "gansynth-status: sustain_mode natural")
+            time.sleep(0.2)
+            assert srv.without_polling() == []
+            pd.send("click keyboard-sustain-loop")  # ... so a click turns loop on
+            assert wait_until(lambda: srv.without_polling() == [("/sustain_mode", [1.0])])
+            srv.reply("/status.reply", "sustain_mode", "loop")
+            assert pd.wait_for(lambda l: l == "gansynth-status: sustain_mode loop")
+            pd.send("click keyboard-sustain-loop")  # loop shown: a click turns it off
+            assert wait_until(lambda: srv.without_polling()[1:] == [("/sustain_mode", [0.0])])
+            assert not pd.errors(), pd.errors()
 
 
 def test_xy_pad_moves_timbre_and_sets_seeds(tmp_path):

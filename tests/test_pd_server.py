@@ -69,6 +69,59 @@ def test_abstraction_plays_and_shapes_the_real_server(server):
     assert notes_played(engine) == 1
 
 
+def held_voices_after_the_note(pd, engine, pitch) -> int:
+    """Press `pitch` from Pd, run the mixer past the rendered note's length while the key is
+    still held, and return the voices sounding then (loop: 1, natural: 0); release it."""
+    before = notes_played(engine)
+    pd.send(f"gs note_on {pitch} 100")
+    assert wait_for(lambda: notes_played(engine) == before + 1, 10, "the note from Pd")
+    play(engine, 0.02)
+    assert engine.status()["voices"] == 1
+    play(engine, engine.note_frames / engine.sample_rate + 0.2)
+    voices = engine.status()["voices"]
+    pd.send(f"gs note_off {pitch}")
+    assert wait_for(lambda: (play(engine, 0.05), engine.status()["voices"] == 0)[1], 10,
+                    "the release")
+    return voices
+
+
+def test_sustain_mode_from_pd_reaches_the_real_server(server, tmp_path):
+    """[sustain_mode natural / loop / 0 / 1( set the engine's mode (held notes end with the
+    rendered note, or loop); /status reports it; keyboard.pd's toggle follows the server's
+    mode when it connects and a click flips it."""
+    engine, osc = server
+    assert engine.sustain_mode == "loop"
+    with PdSession(server_port=osc.port, reply_port=free_udp_port()) as pd:
+        assert pd.wait_for(lambda line: line.startswith("GS: connected"), timeout=10)
+        pd.send("gs sustain_mode natural")
+        assert wait_for(lambda: engine.sustain_mode == "natural", 10, "natural")
+        pd.send("gs status")
+        assert pd.wait_for(lambda line: line == "GS: status sustain_mode natural", timeout=10)
+        assert held_voices_after_the_note(pd, engine, 60) == 0
+        pd.send("gs sustain_mode 1")
+        assert wait_for(lambda: engine.sustain_mode == "loop", 10, "loop from a 1")
+        assert held_voices_after_the_note(pd, engine, 62) == 1
+        pd.send("gs sustain_mode 0")
+        assert wait_for(lambda: engine.sustain_mode == "natural", 10, "natural from a 0")
+        pd.send("gs sustain_mode loop")
+        assert wait_for(lambda: engine.sustain_mode == "loop", 10, "loop")
+        pd.send("gs sustain_mode 2")
+        line = pd.wait_for(lambda line: line.startswith("GS: fail /sustain_mode"), timeout=10)
+        assert line and "loop" in line and "natural" in line, line
+        assert engine.sustain_mode == "loop"
+        assert not pd.errors(), pd.errors()
+    engine.set_sustain_mode("natural")  # e.g. gansynth-live --sustain natural
+    keyboard = example_copy("keyboard.pd", tmp_path, osc.port, free_udp_port())
+    with PdSession(tmp_path, open_patches=[keyboard]) as pd:
+        assert pd.wait_for(lambda line: line == "gansynth-status: sustain_mode natural", 10)
+        assert engine.sustain_mode == "natural"  # the patch showed it, sent nothing
+        pd.send("click keyboard-sustain-loop")     # the toggle showed off: on now
+        assert wait_for(lambda: engine.sustain_mode == "loop", 10, "the toggle's loop")
+        pd.send("click keyboard-sustain-loop")
+        assert wait_for(lambda: engine.sustain_mode == "natural", 10, "the toggle's natural")
+        assert not pd.errors(), pd.errors()
+
+
 def test_keyboard_and_sequencer_patches_play_the_real_server(server, tmp_path):
     engine, osc = server
     keyboard = example_copy("keyboard.pd", tmp_path, osc.port, free_udp_port())

@@ -1,6 +1,7 @@
 #!/bin/bash
 # Regenerate pd/screenshots/*.png: the Pd GUI under Xvfb (Debian: puredata-gui xvfb x11-utils imagemagick).
-# usage: pd/screenshots/take.sh            (from the repository root)
+# usage: pd/screenshots/take.sh            (from the repository root; every patch)
+#        pd/screenshots/take.sh keyboard.pd gansynth-help.pd   (only these patches)
 set -e
 script=$(readlink -f "$0")
 cd "$(dirname "$0")/.."
@@ -23,4 +24,5 @@ shot() {  # shot patch.pd out.png: open the patch, find its window, capture it
 if [ -z "$DISPLAY" ]; then
   exec xvfb-run -a -s "-screen 0 1400x1100x24" "$script" "$@"
 fi
-for f in *.pd; do shot "$PWD/$f" "screenshots/${f%.pd}.png"; done
+if [ $# -eq 0 ]; then set -- *.pd; fi
+for f in "$@"; do f=$(basename "$f"); shot "$PWD/$f" "screenshots/${f%.pd}.png"; done
