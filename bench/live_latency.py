@@ -16,6 +16,10 @@ runs; the table says which) and drives it over OSC (UDP 127.0.0.1) and JACK MIDI
    Target: 0.
 3. A new timbre point: seconds from /timbre/seed until the point's whole pitch range is
    playable (/done), and the cache bytes per point.
+4. Sustain: 16 notes played once each (sustain natural, struck again every 0.9 s) for
+   --sustain-seconds, then 16 notes held for --sustain-seconds (sustain loop), same
+   server: mean and max callback time per block, underflows, skipped audio, voices and
+   cache bytes per note (a 1 s note at 48 kHz mono is 192,000 bytes without its seam).
 """
 from __future__ import annotations
 
@@ -253,6 +257,48 @@ def new_point_run(model, repeats: int) -> dict:
             "bytes_per_point": per_note * status["pitches"]}
 
 
+def sustain_run(model, seconds: float) -> dict:
+    """Phase 1: 16 notes in sustain natural, struck again every 0.9 s (each plays its 1 s
+    rendered note once); phase 2: the same 16 pitches held in sustain loop. Both keep
+    about 16 voices sounding: what differs is reading through the loop."""
+    pitches = list(range(36, 84, 3))  # 16 pitches, C2..A5
+    jack = Jack(256)
+    try:
+        server = Server(jack, 256, model)
+        try:
+            time.sleep(2.0)  # let the first neighbours render
+            phases = {}
+            server.send("/sustain_mode", "natural")
+            before = server.status()
+            end = time.perf_counter() + seconds
+            voices = []
+            while time.perf_counter() < end:
+                for pitch in pitches:
+                    server.send("/note_on", pitch, 100)
+                time.sleep(0.45)
+                voices.append(server.status()["voices"])
+                time.sleep(0.45)
+            phases["16 notes, natural, struck every 0.9 s"] = (before, server.status(), voices)
+            server.send("/all_notes_off")
+            server.send("/sustain_mode", "loop")
+            time.sleep(1.0)
+            before = server.status()
+            for pitch in pitches:
+                server.send("/note_on", pitch, 100)
+            end = time.perf_counter() + seconds
+            voices = []
+            while time.perf_counter() < end:
+                time.sleep(0.9)
+                voices.append(server.status()["voices"])
+            phases["16 notes held, loop"] = (before, server.status(), voices)
+            server.send("/all_notes_off")
+        finally:
+            server.stop()
+    finally:
+        jack.stop()
+    return {"phases": phases, "seconds": seconds, "jack_rt": jack.realtime}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", help="model directory (default: the embedded default model)")
@@ -260,7 +306,9 @@ def main() -> None:
     p.add_argument("--idle-seconds", type=float, default=30.0)
     p.add_argument("--dense-seconds", type=float, default=120.0)
     p.add_argument("--repeats", type=int, default=5, help="new-timbre measurements")
-    p.add_argument("--skip", nargs="*", default=[], choices=["latency", "dense", "timbre"])
+    p.add_argument("--sustain-seconds", type=float, default=60.0)
+    p.add_argument("--skip", nargs="*", default=[],
+                   choices=["latency", "dense", "timbre", "sustain"])
     args = p.parse_args()
     print(f"machine: {os.cpu_count()} cores; model: {args.model or 'embedded default'}")
 
@@ -307,6 +355,22 @@ def main() -> None:
         print(f"| {t['ready_seconds']:.1f} | {statistics.median(t['seconds']):.2f} "
               f"| {min(t['seconds']):.2f} | {max(t['seconds']):.2f} "
               f"| {t['bytes_per_note']:,.0f} | {t['bytes_per_point'] / 2**20:.1f} MiB |")
+
+    if "sustain" not in args.skip:
+        r = sustain_run(args.model, args.sustain_seconds)
+        print(f"\n## Sustain: held notes against short ones (blocksize 256, "
+              f"{r['seconds']:g} s each, JACK realtime: {r['jack_rt']})\n")
+        print("| phase | voices (min-max) | mean callback ms | max callback ms (so far) "
+              "| underflows | skipped ms | cache bytes per note |")
+        print("|---|---|---|---|---|---|---|")
+        for name, (before, after, voices) in r["phases"].items():
+            calls = max(1, after["callbacks"] - before["callbacks"])
+            mean = (after["callback_ms_total"] - before["callback_ms_total"]) / calls
+            print(f"| {name} | {min(voices)}-{max(voices)} | {mean:.3f} "
+                  f"| {after['max_callback_ms']:.2f} "
+                  f"| {after['underflows'] - before['underflows']} "
+                  f"| {after['skipped_ms'] - before['skipped_ms']:.1f} "
+                  f"| {after['cache_bytes'] / max(1, after['cache_entries']):,.0f} |")
 
 
 if __name__ == "__main__":

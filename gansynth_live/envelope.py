@@ -184,11 +184,14 @@ class Envelope:
         return max(attack, fade), max(release, fade)
 
     def sounding_length(self, held_length: int, rendered_length: int, sample_rate: int,
-                        loop: bool) -> int:
-        """Samples the note is heard for: d + R when it loops, else min(d + R, L)."""
+                        loop: bool, audio_frames: int | None = None) -> int:
+        """Samples the note is heard for: d + R when it loops, else min(d + R, the audio's
+        length: `audio_frames`, by default L)."""
         _, release = self.segment_lengths(rendered_length, sample_rate)
         sounding = max(0, int(held_length)) + release
-        return sounding if loop else min(sounding, int(rendered_length))
+        if loop:
+            return sounding
+        return min(sounding, int(rendered_length if audio_frames is None else audio_frames))
 
     def level_at(self, position: int, attack_length: int) -> float:
         """Gain reached at `position` samples after note-on while the note is held."""
@@ -201,22 +204,24 @@ class Envelope:
         return float(self.attack_table[i]) + (x - i) * float(self._attack_diff[i])
 
     def note_gain(self, held_length: int, rendered_length: int, sample_rate: int,
-                  loop: bool) -> np.ndarray:
+                  loop: bool, audio_frames: int | None = None) -> np.ndarray:
         """The gain of a whole note: float64 array of `sounding_length(...)` samples.
 
         `held_length` is the note's duration in samples (note-on to note-off, >= 0),
         `rendered_length` the model's note length L at `sample_rate`, `loop` whether the
-        note's audio loops (sustain loop) or ends at L (sustain natural). Computed by
+        note's audio loops (sustain loop) or ends (sustain natural) after `audio_frames`
+        (default L; a note resampled to another pitch is shorter or longer). Computed by
         `BlockGain`, the code the live mixer runs, in one block.
         """
         rendered_length = int(rendered_length)
-        n = self.sounding_length(held_length, rendered_length, sample_rate, loop)
+        audio_end = None if loop else int(rendered_length if audio_frames is None
+                                          else audio_frames)
+        n = self.sounding_length(held_length, rendered_length, sample_rate, loop, audio_end)
         attack, release = self.segment_lengths(rendered_length, sample_rate)
         out = np.empty(n, np.float64)
         if n:
             BlockGain(self, n, fade_frames(sample_rate)).fill(
-                out, 0, n, attack, max(0, int(held_length)), release,
-                audio_end=None if loop else rendered_length)
+                out, 0, n, attack, max(0, int(held_length)), release, audio_end=audio_end)
         return out
 
 

@@ -1,13 +1,19 @@
 """Offline rendering: `gansynth-generate` turns a MIDI file (or nothing) into WAV files.
 
     gansynth-generate --ckpt_dir MODEL --output_dir OUT --midi_file song.mid \\
-        [--batch_size 8] [--secs_per_instrument 6] [--seed N] \\
-        [--attack_percent 1 --attack_slope 0.5 --release_percent 25 --release_slope 0.5]
+        [--batch_size 8] [--secs_per_instrument 6] [--seed N] [--sustain loop|natural] \\
+        [--attack_percent 1 --attack_slope 0.5 --release_percent 25 --release_slope 0.5] \\
+        [--max_resample 12 | --skip_missing] [--octave_shift]
 
 With a MIDI file: one clip, `generated_clip.wav`, in which the timbre moves through the
 piece (a new random instrument every `secs_per_instrument` seconds, each note's latent
 vector slerped between its two neighbours by its start time), every note shaped by the
-Bezier envelope of `gansynth_live.envelope` and scaled by velocity / 127.
+Bezier envelope of `gansynth_live.envelope` and scaled by velocity / 127. The note rules
+are the live server's: the envelope's percentages are shares of the model's note length,
+the release starts at the note-off, and with sustain ``loop`` (the default) a note held
+longer than the model's note repeats a loop of its rendered audio (`gansynth_live.sustain`)
+until its note-off and release; with ``natural`` it plays the rendered audio once. A pitch
+the model lacks is made from the nearest pitch it has, resampled (`plan_pitch`).
 Without one: `--num_notes` random notes at pitches drawn from the model's training
 distribution, each its own `generated_<i>.wav` (Magenta's behaviour).
 Either way `latents.npz` holds every latent vector used; `--latents latents.npz`
@@ -26,10 +32,11 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 import soundfile as sf
+import soxr
 
 from gansynth_live.envelope import DEFAULTS as ENVELOPE_DEFAULTS
 from gansynth_live.envelope import Envelope
@@ -37,11 +44,14 @@ from gansynth_live.latent import slerp
 from gansynth_live.midi import MidiFileError, MidiScore, Note, read_midi
 from gansynth_live.model import Model
 from gansynth_live.model_dir import ModelLoadError, load_model
+from gansynth_live.sustain import (DEFAULT_SUSTAIN_MODE, SUSTAIN_MODES, check_sustain_mode,
+                                   loop_note, looped)
 
 PROG = "gansynth-generate"
 CLIP_FILE = "generated_clip.wav"
 LATENTS_FILE = "latents.npz"
 MAX_VELOCITY = 127.0
+DEFAULT_MAX_RESAMPLE = 12  # semitones a note may be resampled from the nearest model pitch
 
 
 class RenderError(Exception):
@@ -106,6 +116,59 @@ def fit_pitch(pitch: int, vocabulary: Sequence[int], octave_shift: bool) -> int 
     return min(candidates, key=lambda p: (abs(p - pitch), p))
 
 
+class PitchPlan(NamedTuple):
+    """How a MIDI pitch is played: generate `model_pitch`, then resample the audio by
+    `resample` semitones (0: play it as generated; +n: n semitones higher)."""
+    model_pitch: int
+    resample: int
+
+
+def plan_pitch(pitch: int, vocabulary: Sequence[int], *, octave_shift: bool = False,
+               max_resample: int = DEFAULT_MAX_RESAMPLE, skip_missing: bool = False
+               ) -> PitchPlan | None:
+    """How to play `pitch` with a model whose pitches are `vocabulary`, or None (skip).
+
+    In this order: the pitch itself if the model has it; with `octave_shift`, the
+    nearest octave of it the model has (`fit_pitch`); unless `skip_missing`, the
+    nearest pitch the model has, resampled, if it is at most `max_resample` semitones
+    away (ties go to the lower pitch, played faster, as the live server's stand-ins do).
+    """
+    fitted = fit_pitch(pitch, vocabulary, octave_shift)
+    if fitted is not None:
+        return PitchPlan(fitted, 0)
+    if skip_missing or max_resample <= 0:
+        return None
+    nearest = min(vocabulary, key=lambda p: (abs(p - pitch), p))
+    shift = pitch - nearest
+    return PitchPlan(int(nearest), int(shift)) if abs(shift) <= max_resample else None
+
+
+def describe_pitches(pitches: Sequence[int]) -> str:
+    """The model's pitches in words: "24..84", "48..60, 64" or, for many separate runs,
+    "31 pitches from 24 to 84"."""
+    runs: list[list[int]] = []
+    for p in sorted(pitches):
+        if runs and p == runs[-1][1] + 1:
+            runs[-1][1] = p
+        else:
+            runs.append([p, p])
+    if len(runs) > 4:
+        return f"{len(pitches)} pitches from {runs[0][0]} to {runs[-1][1]}"
+    return ", ".join(f"{a}..{b}" if b > a else f"{a}" for a, b in runs)
+
+
+def resample_semitones(audio: np.ndarray, sample_rate: int, semitones: int) -> np.ndarray:
+    """(frames, channels) audio played `semitones` higher (faster; lower and slower for a
+    negative shift): resampled with soxr from `sample_rate` to
+    sample_rate / 2**(semitones / 12) samples per second, to be played at `sample_rate`."""
+    audio = np.asarray(audio, np.float32)
+    if semitones == 0:
+        return audio
+    out = soxr.resample(audio, sample_rate, sample_rate / 2.0 ** (semitones / 12.0),
+                        quality="HQ")
+    return np.ascontiguousarray(np.reshape(out, (-1, audio.shape[1])), np.float32)
+
+
 @dataclasses.dataclass
 class RenderResult:
     """What a render made.
@@ -115,11 +178,18 @@ class RenderResult:
             (num_samples, channels) arrays in random mode.
         sample_rate: the model's rate.
         note_z: (N, D) float32 latent vector of every rendered note.
-        note_pitch: (N,) pitches rendered (after octave shifting).
+        note_pitch: (N,) pitches generated (after octave shifting; the model pitch a
+            resampled note is made from).
         notes: the rendered notes (MIDI mode; start/end in seconds, source pitch).
         anchors, anchor_times: the timbre schedule (MIDI mode).
         gain: the factor the mix was multiplied by to avoid clipping (1.0 if none).
-        skipped_out_of_range, shifted: note counts.
+        note_resample: (N,) semitones each note's audio was resampled by (MIDI mode).
+        sustain: the sustain mode (MIDI mode).
+        resampled, shifted, skipped_out_of_range: note counts: made from the nearest
+            model pitch by resampling, moved by octaves, skipped (no model pitch to make
+            them from).
+        largest_resample, largest_octave_shift: the largest resampling (semitones,
+            absolute) and octave shift (octaves, absolute) used.
     """
 
     audio: np.ndarray | list
@@ -132,6 +202,11 @@ class RenderResult:
     gain: float = 1.0
     skipped_out_of_range: int = 0
     shifted: int = 0
+    resampled: int = 0
+    largest_resample: int = 0
+    largest_octave_shift: int = 0
+    note_resample: np.ndarray | None = None
+    sustain: str = DEFAULT_SUSTAIN_MODE
 
 
 def _generate_unique(model: Model, z: np.ndarray, pitches: np.ndarray, batch_size: int,
@@ -155,18 +230,26 @@ def _generate_unique(model: Model, z: np.ndarray, pitches: np.ndarray, batch_siz
 def render_midi(model: Model, notes: Sequence[Note], *, envelope: Envelope | None = None,
                 anchors: np.ndarray | None = None, times: np.ndarray | None = None,
                 seed: int | None = None, secs_per_instrument: float = 6.0,
-                batch_size: int = 8, octave_shift: bool = False, normalize: bool = False,
+                batch_size: int = 8, sustain: str = DEFAULT_SUSTAIN_MODE,
+                octave_shift: bool = False, max_resample: int = DEFAULT_MAX_RESAMPLE,
+                skip_missing: bool = False, normalize: bool = False,
                 progress: bool = False) -> RenderResult:
     """Render `notes` with `model` into one mix.
 
     Args:
         model: the generator.
-        notes: notes in seconds (e.g. `read_midi(...).notes`); pitches the model lacks are
-            skipped (counted) or, with `octave_shift`, moved by octaves into its vocabulary.
-        envelope: attack/release shape (default `Envelope()`).
+        notes: notes in seconds (e.g. `read_midi(...).notes`). A pitch the model lacks is
+            made by `plan_pitch`: moved by octaves (`octave_shift`), else resampled from
+            the nearest model pitch (up to `max_resample` semitones), else skipped
+            (counted); `skip_missing` skips instead of resampling.
+        envelope: attack/release shape (default `Envelope()`); its rules are
+            `gansynth_live.envelope`'s, the live server's.
         anchors, times: the timbre schedule; when None, ``anchor_times(end, spi)`` with
             anchors ``model.random_z(len(times), seed)``.
         batch_size: notes per generator call.
+        sustain: "loop" (a note sounds until its note-off plus its release, repeating the
+            loop of its rendered audio, `gansynth_live.sustain`) or "natural" (the
+            rendered audio once).
         normalize: peak-normalise the mix to 1.0 always (otherwise only if it would clip).
 
     Returns:
@@ -176,32 +259,50 @@ def render_midi(model: Model, notes: Sequence[Note], *, envelope: Envelope | Non
     Raises RenderError when no note is playable.
     """
     envelope = envelope or Envelope()
+    check_sustain_mode(sustain)
+    loop = sustain == "loop"
+    max_resample = int(max_resample)
+    if max_resample < 0:
+        raise ValueError(f"max_resample must be >= 0, got {max_resample}")
     sr, length = model.sample_rate, model.num_samples
-    kept, rendered_pitch, skipped, shifted = [], [], 0, 0
+    kept, plans, skipped = [], [], 0
     for note in notes:
-        pitch = fit_pitch(note.pitch, model.pitches, octave_shift)
-        if pitch is None:
+        plan = plan_pitch(note.pitch, model.pitches, octave_shift=octave_shift,
+                          max_resample=max_resample, skip_missing=skip_missing)
+        if plan is None:
             skipped += 1
             continue
-        shifted += pitch != note.pitch
         kept.append(note)
-        rendered_pitch.append(pitch)
+        plans.append(plan)
     if not kept:
-        raise RenderError(f"no playable notes: {len(notes)} notes, {skipped} outside the "
-                          f"model's pitches {model.pitches[0]}..{model.pitches[-1]}")
+        raise RenderError(f"no playable notes: {len(notes)} notes, {skipped} not among the "
+                          f"model's pitches ({describe_pitches(model.pitches)})"
+                          + ("" if skip_missing else
+                             f" nor within {max_resample} semitones of one"))
     end = max(n.end for n in kept)
     if anchors is None:
         times = anchor_times(end, secs_per_instrument)
         anchors = model.random_z(len(times), seed)
     z = note_latents([n.start for n in kept], times, anchors)
-    pitch_arr = np.asarray(rendered_pitch, np.int32)
+    pitch_arr = np.asarray([p.model_pitch for p in plans], np.int32)
+    resample = np.asarray([p.resample for p in plans], np.int32)
+    octaves = [abs(p.model_pitch - n.pitch) // 12 for p, n in zip(plans, kept)
+               if p.resample == 0 and p.model_pitch != n.pitch]
+    resampled = resample[resample != 0]
 
-    # Sample geometry of every note, then the buffer that fits the last one.
+    # Sample geometry of every note, then a buffer that fits the last one. A note played
+    # once ends with its audio, whose length a resampling changes (longer when played
+    # lower): the bound leaves a frame for rounding, and the mix is trimmed to the end
+    # of the last note placed.
     starts = np.array([int(round(n.start * sr)) for n in kept], np.int64)
     helds = np.array([max(0, int(round(n.end * sr)) - s) for n, s in zip(kept, starts)], np.int64)
-    sounding = np.array([envelope.sounding_length(h, length) for h in helds], np.int64)
-    total = int(np.max(starts + sounding))
-    mix = np.zeros((total, model.channels), np.float32)
+    sounding = np.array([envelope.sounding_length(h, length, sr, loop=True) for h in helds],
+                        np.int64)
+    if not loop:
+        audio_bound = np.ceil(length / 2.0 ** (resample / 12.0)).astype(np.int64) + 1
+        sounding = np.minimum(sounding, audio_bound)
+    mix = np.zeros((int(np.max(starts + sounding)), model.channels), np.float32)
+    written = 0
 
     # Generate each distinct (z, pitch) once; place every note that uses it.
     keys: dict[tuple[bytes, int], int] = {}
@@ -213,23 +314,41 @@ def render_midi(model: Model, notes: Sequence[Note], *, envelope: Envelope | Non
             users.append([])
         users[keys[key]].append(i)
     unique = [u[0] for u in users]
-    gains: dict[int, np.ndarray] = {}
 
     def place(u: int, audio: np.ndarray) -> None:
+        nonlocal written
+        sources: dict[int, object] = {}  # resampling -> the audio (natural) or looped note
         for i in users[u]:
-            n = int(sounding[i])
+            shift = int(resample[i])
+            if shift not in sources:
+                played = resample_semitones(audio, sr, shift)
+                sources[shift] = (loop_note(played, sr, int(pitch_arr[i]) + shift)
+                                  if loop else played)
+            source = sources[shift]
+            held = int(helds[i])
+            if loop:
+                gain = envelope.note_gain(held, length, sr, loop=True)
+                samples = looped(source, len(gain))
+            else:
+                gain = envelope.note_gain(held, length, sr, loop=False,
+                                          audio_frames=len(source))
+                samples = source[:len(gain)]
+            n = len(gain)
             if n == 0:
                 continue
-            held = int(helds[i])
-            if held not in gains:
-                gains[held] = envelope.note_gain(held, length).astype(np.float32)
-            g = gains[held] * np.float32(kept[i].velocity / MAX_VELOCITY)
-            mix[starts[i]:starts[i] + n] += audio[:n] * g[:, np.newaxis]
+            g = (gain * (kept[i].velocity / MAX_VELOCITY)).astype(np.float32)
+            mix[starts[i]:starts[i] + n] += samples * g[:, np.newaxis]
+            written = max(written, int(starts[i]) + n)
 
     _generate_unique(model, z[unique], pitch_arr[unique], batch_size, place, progress)
-    mix, gain = _normalized(mix, normalize)
+    mix, gain = _normalized(mix[:written], normalize)
     return RenderResult(mix, sr, z, pitch_arr, kept, np.asarray(anchors, np.float32),
-                        np.asarray(times, np.float64), gain, skipped, shifted)
+                        np.asarray(times, np.float64), gain,
+                        skipped_out_of_range=skipped, shifted=len(octaves),
+                        resampled=len(resampled),
+                        largest_resample=int(np.max(np.abs(resampled), initial=0)),
+                        largest_octave_shift=max(octaves, default=0),
+                        note_resample=resample, sustain=sustain)
 
 
 def render_random(model: Model, num_notes: int, *, seed: int | None = None,
@@ -333,6 +452,8 @@ def _latents_writer(result: RenderResult, mode: str, seed: int | None, model: Mo
                 note_end=np.array([n.end for n in result.notes], np.float64),
                 note_velocity=np.array([n.velocity for n in result.notes], np.int32),
                 note_source_pitch=np.array([n.pitch for n in result.notes], np.int32),
+                note_resample=np.asarray(result.note_resample, np.int32),
+                sustain=np.array(result.sustain),
                 **{k: np.array(v, np.float64) for k, v in envelope.params().items()})
         with open(path, "wb") as f:
             np.savez(f, **data)
@@ -400,6 +521,18 @@ def _positive_int():
     return parse
 
 
+def _non_negative_int():
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+        return value
+    return parse
+
+
 def _in_range(low: float, high: float):
     def parse(text: str) -> float:
         try:
@@ -439,8 +572,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="WAV sample format (default pcm16)")
     add("normalize", action="store_true", help="always peak-normalise (default: only if the "
         "mix would clip)")
-    add("octave_shift", action="store_true", help="move notes outside the model's pitches by "
-        "octaves into range (default: skip them)")
+    add("sustain", choices=SUSTAIN_MODES, default=DEFAULT_SUSTAIN_MODE,
+        help="loop: a note sounds until its note-off plus its release, repeating a loop of "
+        "its rendered audio; natural: the rendered audio once (default "
+        f"{DEFAULT_SUSTAIN_MODE})")
+    add("max_resample", type=_non_negative_int(), default=DEFAULT_MAX_RESAMPLE,
+        metavar="N", help="a pitch the model lacks is made from the nearest pitch it has, "
+        f"resampled, up to N semitones away (default {DEFAULT_MAX_RESAMPLE}); farther "
+        "notes are skipped")
+    add("skip_missing", action="store_true", help="skip notes whose pitch the model lacks "
+        "instead of resampling them")
+    add("octave_shift", action="store_true", help="move notes whose pitch the model lacks "
+        "by octaves to a pitch it has (tried before resampling)")
     add("include_drums", action="store_true", help="keep MIDI channel 10 (skipped by default)")
     add("num_notes", type=_positive_int(), default=8, metavar="N",
         help="random notes to render without --midi_file (default 8)")
@@ -448,6 +591,24 @@ def build_parser() -> argparse.ArgumentParser:
         "(its anchors for a MIDI file, its notes without one)")
     add("quiet", action="store_true", help="no progress bar or summary")
     return p
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'s' if count != 1 else ''}"
+
+
+def _notes(count: int) -> str:
+    return _plural(count, "note")
+
+
+def _skip_hint(args: argparse.Namespace) -> str:
+    """What would play the skipped notes."""
+    if args.skip_missing:
+        return " (without --skip_missing they are resampled from the nearest model pitch)"
+    hints = ["a larger --max_resample resamples them"]
+    if not args.octave_shift:
+        hints.append("--octave_shift moves them by octaves")
+    return f" ({'; '.join(hints)})"
 
 
 def _run(args: argparse.Namespace) -> list[Path]:
@@ -483,13 +644,13 @@ def _run(args: argparse.Namespace) -> list[Path]:
                 anchors=None if latents is None else latents["anchors"],
                 times=None if latents is None else latents["anchor_times"], seed=seed,
                 secs_per_instrument=args.secs_per_instrument, batch_size=args.batch_size,
-                octave_shift=args.octave_shift, normalize=args.normalize,
-                progress=not args.quiet)
+                sustain=args.sustain, octave_shift=args.octave_shift,
+                max_resample=args.max_resample, skip_missing=args.skip_missing,
+                normalize=args.normalize, progress=not args.quiet)
         except RenderError as e:
             drums = (f", {score.drum_notes_skipped} drum notes skipped"
                      if score.drum_notes_skipped else "")
-            hint = "" if args.octave_shift else " (--octave_shift folds them into range)"
-            raise RenderError(f"{args.midi_file}: {e}{drums}{hint}") from None
+            raise RenderError(f"{args.midi_file}: {e}{drums}{_skip_hint(args)}") from None
         writers = {CLIP_FILE: lambda p: write_wav(p, result.audio, result.sample_rate,
                                                   args.format)}
     else:
@@ -509,16 +670,21 @@ def _run(args: argparse.Namespace) -> list[Path]:
         seconds = len(result.audio) / result.sample_rate
         say(f"rendered {len(result.notes)} notes ({len(result.note_z)} latent vectors, "
             f"{len(result.anchors)} instruments) into {paths[0]}: {seconds:.2f} s, "
-            f"{model.channels} ch, {model.sample_rate} Hz")
+            f"{model.channels} ch, {model.sample_rate} Hz, sustain {result.sustain}")
         if score.drum_notes_skipped:
             say(f"skipped {score.drum_notes_skipped} drum notes (channel 10; --include_drums "
                 f"keeps them)")
-        if result.skipped_out_of_range:
-            say(f"skipped {result.skipped_out_of_range} notes outside the model's pitches "
-                f"{model.pitches[0]}..{model.pitches[-1]}"
-                + ("" if args.octave_shift else " (--octave_shift folds them into range)"))
+        if result.resampled:
+            say(f"resampled {_notes(result.resampled)} from the nearest model pitch (up to "
+                f"{_plural(result.largest_resample, 'semitone')})")
         if result.shifted:
-            say(f"moved {result.shifted} notes by octaves into the model's range")
+            say(f"moved {_notes(result.shifted)} by octaves to a model pitch (up to "
+                f"{_plural(result.largest_octave_shift, 'octave')})")
+        if result.skipped_out_of_range:
+            why = ("" if args.skip_missing else
+                   f" nor within {args.max_resample} semitones of one")
+            say(f"skipped {_notes(result.skipped_out_of_range)} not among the model's pitches "
+                f"({describe_pitches(model.pitches)}){why}{_skip_hint(args)}")
         if result.gain != 1.0:
             say(f"normalised the mix by {20 * math.log10(result.gain):+.1f} dB")
     else:

@@ -155,7 +155,7 @@ def find_loop(audio: np.ndarray, sample_rate: int, pitch: float | None = None) -
         start = total // 2
         return Loop(start, total, min(window, start), 0.0)
     _, end, length, match = best
-    return Loop(end - length, end, window, match)
+    return Loop(end - length, end, min(window, end - length), match)
 
 
 def _score_lengths(mono: np.ndarray, end: int, window: int, shortest: int, longest: int,
@@ -163,9 +163,10 @@ def _score_lengths(mono: np.ndarray, end: int, window: int, shortest: int, longe
     """Scores of loop lengths shortest..longest ending at `end`, and their matches.
 
     match = normalised cross-correlation of the `window` frames before `end` with those
-    before `end - length`; the score adds a penalty per dB the loop's ends differ in
-    level, and per dB the loop's start is below the note's sustain level, and a small
-    bonus for length (a long loop repeats less audibly).
+    before `end - length`; the score subtracts a penalty per dB the loop's ends differ in
+    level and per dB (beyond 0.5) the loop's RMS level differs from the steady part's (a
+    loop that holds a note louder or softer than it was), and adds a small bonus for
+    length (a long loop repeats less audibly).
     """
     template = mono[end - window:end]
     lo = end - longest - window  # segment holding every window before a candidate start

@@ -1,5 +1,9 @@
-"""Shared by the render tests: MIDI files built with mido, tiny saved models, the CLI runner."""
+"""Shared by the render tests: MIDI files built with mido, tiny saved models, the embedded
+default model, the CLI runner, audio measures."""
+import functools
+
 import mido
+import numpy as np
 import pytest
 
 import gansynth_live as gl
@@ -41,9 +45,26 @@ def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
     mono = gl.Model(gl.preset("tiny"), range(36, 85), name="tiny-mono")
     stereo = gl.Model(gl.preset("tiny").replace(channels=2), range(48, 73), name="tiny-stereo")
+    even = gl.Model(gl.preset("tiny"), range(48, 67, 2), name="tiny-even")  # 48, 50, ..., 66
     gl.save_model(mono, root / "mono")
     gl.save_model(stereo, root / "stereo")
-    return {"mono": root / "mono", "stereo": root / "stereo", "mono_model": mono}
+    gl.save_model(even, root / "even")
+    return {"mono": root / "mono", "stereo": root / "stereo", "even": root / "even",
+            "mono_model": mono}
+
+
+@functools.lru_cache(maxsize=1)
+def _default_model():
+    return gl.load_model()
+
+
+@pytest.fixture
+def default_model():
+    """The embedded default model (pitches 24..84, 1 s notes at 16 kHz), loaded once."""
+    model = _default_model()
+    assert (model.sample_rate, model.num_samples, model.pitches[0], model.pitches[-1]) == \
+        (SR, L, 24, 84)
+    return model
 
 
 @pytest.fixture
@@ -60,3 +81,44 @@ def run(argv, capsys):
     rc = main([str(a) for a in argv])
     out, err = capsys.readouterr()
     return rc, out, err
+
+
+def rms(x):
+    return float(np.sqrt(np.mean(np.square(np.asarray(x, np.float64)))))
+
+
+def db(a, b):
+    return 20.0 * np.log10(a / b)
+
+
+def second_difference(x):
+    """|x[n+1] - 2 x[n] + x[n-1]|: large where a waveform jumps (a click)."""
+    return np.abs(np.diff(np.asarray(x, np.float64), 2))
+
+
+def click_ratio(clip, note):
+    """The largest |second difference| of `clip` over the 99.9th percentile of that of
+    `note` (the unlooped generated note): <= 1.5 means no sample of the clip jumps more
+    than the note's own waveform does."""
+    return float(second_difference(clip).max() / np.percentile(second_difference(note), 99.9))
+
+
+def pitch_shift_cents(reference, x, sample_rate=SR):
+    """How far `x` is transposed from `reference` (cents, 5-cent steps, within +-15
+    semitones): the lag that best aligns their log-magnitude spectra on a log-frequency
+    axis (100 Hz .. 6.4 kHz). Robust to which partial is loudest."""
+    grid = 100.0 * 2.0 ** (np.arange(0, 6 * 1200, 5) / 1200.0)
+
+    def log_spectrum(y):
+        y = np.asarray(y, np.float64) * np.hanning(len(y))
+        spec = np.abs(np.fft.rfft(y, 1 << 16))
+        freqs = np.fft.rfftfreq(1 << 16, 1.0 / sample_rate)
+        s = np.log(np.interp(grid, freqs, spec) + 1e-6)
+        return s - s.mean()
+
+    a, b = log_spectrum(reference), log_spectrum(x)
+    n = len(a)
+    lags = np.arange(-300, 301)
+    score = [np.dot(a[max(0, -k):n - max(0, k)], b[max(0, k):n - max(0, -k)]) / (n - abs(k))
+             for k in lags]
+    return int(lags[int(np.argmax(score))]) * 5

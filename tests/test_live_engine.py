@@ -97,6 +97,21 @@ def test_note_off_starts_the_release_and_note_with_duration_too(engine):
     assert not out[len(want):].any()
 
 
+def test_a_pitch_the_model_lacks_plays_its_nearest_pitch_resampled(engine):
+    """The tiny model has 58..62: 64 plays 62 two semitones faster, 50 plays 58 slower."""
+    point = engine.timbre.current_point()
+    for pitch, source in ((64, 62), (50, 58)):
+        engine.note_on(pitch, 100)
+        play(engine, 0.01)
+        voice = next(v for v in engine.mixer.voices if v.state and v.pitch == pitch)
+        assert voice.note is engine.cache.get(point, source)
+        assert voice.rate == pytest.approx(2 ** ((pitch - source) / 12))
+        engine.note_off(pitch)
+        play(engine, 0.3)
+        assert engine.status()["voices"] == 0
+    assert engine.status()["resampled_notes"] == 2 and engine.status()["cache_hits"] == 2
+
+
 def test_velocity_zero_is_a_note_off(engine):
     engine.note_on(60, 90)
     play(engine, 0.1)
@@ -169,7 +184,10 @@ def test_render_note_uses_the_exact_position(engine, tiny_model):  # noqa: F811
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda e: e.note_on(57, 100), "pitch 57 is outside the model's range 58..62"),
+    (lambda e: e.note_on(45, 100), "pitch 45 is more than 12 semitones from the model's "
+                                   "pitches 58..62"),
+    (lambda e: e.note_on(128, 100), "pitch must be 0..127, got 128"),
+    (lambda e: e.note_off(-1), "pitch must be 0..127, got -1"),
     (lambda e: e.note_on(60.5, 100), "pitch must be a whole number"),
     (lambda e: e.note_on(60, 128), "velocity must be 0..127, got 128"),
     (lambda e: e.note_on(60, float("nan")), "velocity must be a whole number"),

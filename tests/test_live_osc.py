@@ -105,6 +105,14 @@ def test_envelope_and_bend_and_sustain(served):
     assert engine.mixer.sustain and engine.mixer.bend == pytest.approx(2 ** (-1.5 / 12))
 
 
+def test_sustain_mode_by_name_or_number(served):
+    engine, _, client, _ = served
+    assert engine.status()["sustain_mode"] == "loop"
+    for value, mode in (("natural", "natural"), (1.0, "loop"), (0, "natural"), ("loop", "loop")):
+        client.send("/sustain_mode", value)
+        assert client.status()["sustain_mode"] == mode, value
+
+
 def test_render_writes_inside_the_render_dir_only(served, tmp_path):
     engine, server, client, _ = served
     client.send("/render", 61.0, "piano/take1")
@@ -127,12 +135,13 @@ def test_render_writes_inside_the_render_dir_only(served, tmp_path):
     (("/note_on", 60, 100, 1), "expects 2 arguments, got 3"),
     (("/note_on", "sixty", 100), "pitch must be a number, got str 'sixty'"),
     (("/note_on", 60.5, 100), "pitch must be a whole number"),
-    (("/note_on", 200, 100), "pitch 200 is outside the model's range 58..62"),
+    (("/note_on", 200, 100), "pitch must be 0..127, got 200"),
+    (("/note_on", 40, 100), "pitch 40 is more than 12 semitones from the model's pitches"),
     (("/note_on", 60, 300), "velocity must be 0..127, got 300"),
     (("/note_on", 60, math.nan), "velocity must be finite, got nan"),
     (("/note_on", math.inf, 100), "pitch must be finite, got inf"),
     (("/note", 60, 100, -2.0), "duration must be 0..3600 seconds"),
-    (("/note_off", 12), "pitch 12 is outside the model's range"),
+    (("/note_off", 130), "pitch must be 0..127, got 130"),
     (("/timbre/seed", 7, 1), "anchor must be 0..3, got 7"),
     (("/timbre/seed", 1, -5), "seed must be in 0.."),
     (("/timbre/xy", 0.5, 2.0), "y must be in 0..1, got 2"),
@@ -140,6 +149,9 @@ def test_render_writes_inside_the_render_dir_only(served, tmp_path):
     (("/envelope", 1, 0.5, 25), "expects 4 arguments, got 3"),
     (("/envelope", 1, 0.5, 250, 0.5), "release_percent must be in 0..100"),
     (("/pitch_bend", 5.0), "pitch bend must be within +-2 semitones"),
+    (("/sustain_mode", "forever"), "sustain mode must be one of loop, natural, got 'forever'"),
+    (("/sustain_mode", 0.5), "sustain_mode must be loop, natural, 1 or 0, got 0.5"),
+    (("/sustain_mode",), "expects 1 arguments, got 0"),
     (("/notify", 1, 70000), "reply_port must be 1..65535"),
     (("/status", 1), "expects 0 arguments, got 1"),
     (("/no/such/thing", 1), "unknown address"),
@@ -152,7 +164,8 @@ def test_bad_messages_get_fail_and_change_nothing(served, args, reason):
     params = client.expect("/fail")
     assert params[0] == args[0] and reason in params[1], params
     after = client.status()
-    for key in ("voices", "notes", "x", "y", "anchors_generation", "release_percent"):
+    for key in ("voices", "notes", "x", "y", "anchors_generation", "release_percent",
+                "sustain_mode"):
         assert before[key] == after[key], key
     assert not engine.mixer.commands
 

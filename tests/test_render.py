@@ -1,5 +1,8 @@
-"""Offline rendering: timbre schedule, note placement and envelopes, atomic output, the
-command as a subprocess (byte-identical to the in-process render with the same seed)."""
+"""Offline rendering: timbre schedule, pitch plans, note placement, envelopes and sustain,
+atomic output, the command as a subprocess (byte-identical to the in-process render with
+the same seed); with the embedded default model: held notes loop for as long as they are
+held, notes the model lacks are resampled to their pitch, envelope edge values do not
+click."""
 import os
 import subprocess
 import sys
@@ -8,14 +11,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import soxr
 
 import gansynth_live as gl
-from gansynth_live.envelope import Envelope
+from gansynth_live.envelope import Envelope, fade_frames
 from gansynth_live.latent import slerp
-from gansynth_live.midi import read_midi
-from gansynth_live.render import (RenderError, anchor_times, fit_pitch, note_latents,
-                                  render_midi, write_outputs)
-from render_helpers import L, SR, TPB, models, off, on, run, song, write_midi  # noqa: F401
+from gansynth_live.midi import Note, read_midi
+from gansynth_live.render import (PitchPlan, RenderError, anchor_times, describe_pitches,
+                                  fit_pitch, note_latents, plan_pitch, render_midi,
+                                  write_outputs)
+from gansynth_live.sustain import loop_note, looped, steady_part
+from render_helpers import (L, SR, TPB, click_ratio, db, default_model, models,  # noqa: F401
+                            off, on, pitch_shift_cents, rms, run, song, write_midi)
+
+F = fade_frames(SR)  # 80 samples: the shortest attack and release, the end-of-audio fade
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +70,31 @@ def test_fit_pitch_skips_or_folds_by_octaves():
     assert fit_pitch(61, [48, 60, 72], True) is None  # no octave of it in the vocabulary
 
 
-# Placement and envelopes (notes of all ones) ----------------------------------------------
+def test_plan_pitch_octave_shift_first_then_resample_within_the_limit():
+    vocab = range(36, 85)
+    assert plan_pitch(60, vocab) == PitchPlan(60, 0)
+    assert plan_pitch(90, vocab) == PitchPlan(84, 6)  # nearest model pitch, 6 semitones up
+    assert plan_pitch(96, vocab) == PitchPlan(84, 12)
+    assert plan_pitch(97, vocab) is None  # 13 > max_resample 12
+    assert plan_pitch(97, vocab, max_resample=13) == PitchPlan(84, 13)
+    assert plan_pitch(30, vocab) == PitchPlan(36, -6)  # below the range: played slower
+    assert plan_pitch(90, vocab, octave_shift=True) == PitchPlan(78, 0)  # octaves first
+    assert plan_pitch(90, vocab, skip_missing=True) is None
+    assert plan_pitch(90, vocab, max_resample=0) is None
+    even = range(48, 67, 2)
+    assert plan_pitch(61, even) == PitchPlan(60, 1)  # a tie goes to the lower pitch
+    assert plan_pitch(61, even, octave_shift=True) == PitchPlan(60, 1)  # no octave of 61
+    assert plan_pitch(73, even, octave_shift=True) == PitchPlan(66, 7)
+    assert plan_pitch(62, even, skip_missing=True) == PitchPlan(62, 0)
+
+
+def test_describe_pitches_does_not_claim_a_span_the_model_lacks():
+    assert describe_pitches(range(24, 85)) == "24..84"
+    assert describe_pitches([48, 49, 50, 60]) == "48..50, 60"
+    assert describe_pitches(range(48, 67, 2)) == "10 pitches from 48 to 66"
+
+
+# Placement, envelopes and sustain (notes of all ones) ----------------------------------
 
 def test_onsets_lengths_and_envelope_positions_after_a_tempo_change(ones_model, song):
     env = Envelope(attack_percent=1, release_percent=25)  # A = 160, R = 4000 samples
@@ -82,23 +115,61 @@ def test_onsets_lengths_and_envelope_positions_after_a_tempo_change(ones_model, 
     assert len(mix) == 44000  # the buffer ends exactly with the last note's release
 
 
-def test_long_note_fades_out_at_the_end_of_its_audio(ones_model, tmp_path):
+def test_long_note_loops_until_its_release_or_ends_with_its_audio(ones_model, tmp_path):
     path = write_midi(tmp_path / "long.mid", [[(0, on(60, 127)), (6 * TPB, off(60))]])  # 3 s
-    mix = render_midi(ones_model, read_midi(path).notes, seed=0).audio[:, 0]
-    assert len(mix) == L  # the model renders 1 s: the note cannot sound longer
-    assert mix[12000] == pytest.approx(1.0) and mix[14000] == pytest.approx(0.5)
+    notes = read_midi(path).notes
+    result = render_midi(ones_model, notes, seed=0)  # sustain loop, the default
+    mix = result.audio[:, 0]
+    assert result.sustain == "loop"
+    assert len(mix) == 3 * L + 4000  # held 3 s, then the 0.25 s release
+    np.testing.assert_allclose(mix[160:3 * L], 1.0, atol=1e-6)  # the loop keeps it going
+    assert mix[3 * L + 2000] == pytest.approx(0.5)  # the release starts at the note-off
+    mix = render_midi(ones_model, notes, seed=0, sustain="natural").audio[:, 0]
+    assert len(mix) == L  # the model renders 1 s: played once, it cannot sound longer
+    assert mix[L - F - 1] == pytest.approx(1.0)  # ... and fades out where its audio ends
+    assert mix[L - F // 2] == pytest.approx(0.5) and mix[L - 1] == pytest.approx(1 / F)
+    with pytest.raises(ValueError, match="sustain mode"):
+        render_midi(ones_model, notes, seed=0, sustain="forever")
+
+
+def test_resampled_note_played_once_fades_where_its_shorter_audio_ends(ones_model, tmp_path):
+    path = write_midi(tmp_path / "high.mid", [[(0, on(96, 127)), (6 * TPB, off(96))]])
+    notes = read_midi(path).notes
+    result = render_midi(ones_model, notes, seed=0, sustain="natural")
+    mix = result.audio[:, 0]
+    assert (result.resampled, result.largest_resample, list(result.note_pitch)) == (1, 12, [84])
+    assert len(mix) == L // 2  # an octave up: the 1 s note played twice as fast
+    assert mix[L // 2 - F // 2] == pytest.approx(0.5, abs=0.01)
+    assert mix[L // 2 - 1] == pytest.approx(1 / F, abs=0.01)
+    mix = render_midi(ones_model, notes, seed=0).audio[:, 0]  # looped, it lasts as held
+    assert len(mix) == 3 * L + 4000
+    np.testing.assert_allclose(mix[L:3 * L], 1.0, atol=0.01)
 
 
 def test_overlapping_same_pitch_both_sound(ones_model, tmp_path):
     path = write_midi(tmp_path / "overlap.mid",
                       [[(0, on(60, 127)), (TPB // 5, on(60, 127)),  # second at 0.1 s
                         (TPB // 5, off(60)), (TPB // 5, off(60))]])  # ends 0.2 s and 0.3 s
-    env = Envelope(attack_percent=0, release_percent=0)
+    env = Envelope(attack_percent=0, release_percent=0)  # both the 5 ms minimum: 80 samples
     result = render_midi(ones_model, read_midi(path).notes, envelope=env, seed=0)
     mix = result.audio[:, 0]
-    assert len(result.notes) == 2 and len(mix) == 4800
+    assert len(result.notes) == 2 and len(mix) == 4800 + F
     assert result.gain == 0.5  # the overlap peaks at 2: normalised to 1
+    assert mix[0] == 0.0 and mix[F // 2] == pytest.approx(0.25)  # a 5 ms attack, not a step
     assert mix[100] == 0.5 and mix[1700] == 1.0 and mix[4000] == 0.5
+    assert mix[4800 + F // 2] == pytest.approx(0.25)  # and a 5 ms release
+
+
+def test_release_100_percent_is_not_silent(ones_model, tmp_path):
+    path = write_midi(tmp_path / "r.mid", [[(0, on(60, 127)), (TPB, off(60))]])  # 0.5 s
+    env = Envelope(attack_percent=0, release_percent=100)
+    for sustain in ("loop", "natural"):
+        mix = render_midi(ones_model, read_midi(path).notes, envelope=env, seed=0,
+                          sustain=sustain).audio[:, 0]
+        assert mix[F:L // 2] == pytest.approx(1.0)  # held at full level
+        assert mix[L // 2 + L // 4] == pytest.approx(0.75)  # then a 1 s release ...
+        # ... cut short (faded) where the audio ends when it is played once.
+        assert len(mix) == (L // 2 + L if sustain == "loop" else L)
 
 
 def test_normalised_only_when_clipping_or_asked(ones_model, tmp_path):
@@ -116,17 +187,20 @@ def test_normalised_only_when_clipping_or_asked(ones_model, tmp_path):
 
 def test_no_playable_notes_raises(ones_model, tmp_path):
     path = write_midi(tmp_path / "low.mid", [[(0, on(20)), (TPB, off(20))]])
-    with pytest.raises(RenderError, match="no playable notes"):
+    with pytest.raises(RenderError, match=r"no playable notes: 1 notes, 1 not among the "
+                                          r"model's pitches \(36..84\) nor within 12"):
         render_midi(ones_model, read_midi(path).notes, seed=0)
+    assert len(render_midi(ones_model, read_midi(path).notes, seed=0, max_resample=16).audio)
 
 
-# The real model ---------------------------------------------------------------------------
+# The tiny real model ----------------------------------------------------------------------
 
-def test_mix_is_the_generated_notes_shaped_and_placed(models, tmp_path):
+def test_mix_is_the_generated_notes_shaped_looped_resampled_and_placed(models, tmp_path):
     model = models["mono_model"]
     path = write_midi(tmp_path / "three.mid", [
         [(0, on(48, 100)), (TPB, off(48)), (TPB, on(55, 50)), (TPB, off(55))],
-        [(0, on(48, 100)), (TPB, off(48)), (TPB * 3, on(60, 127)), (TPB // 4, off(60))]])
+        [(0, on(48, 100)), (TPB, off(48)), (TPB * 3, on(60, 127)), (TPB * 4, off(60)),
+         (0, on(90, 90)), (TPB * 3, off(90))]])
     calls = []
     generate = model.generate
     model.generate = lambda z, p: calls.append(len(z)) or generate(z, p)
@@ -134,18 +208,28 @@ def test_mix_is_the_generated_notes_shaped_and_placed(models, tmp_path):
         result = render_midi(model, read_midi(path).notes, seed=3, batch_size=8)
     finally:
         del model.generate
-    assert sum(calls) == 3  # the two identical notes (same start, same pitch) made once
+    assert sum(calls) == 4  # the two identical notes (same start, same pitch) made once
+    assert [n.pitch for n in result.notes] == [48, 48, 55, 60, 90]
+    assert list(result.note_pitch) == [48, 48, 55, 60, 84]  # 90 is made from 84 ...
+    assert list(result.note_resample) == [0, 0, 0, 0, 6]  # ... 6 semitones up
+    assert (result.resampled, result.largest_resample, result.shifted) == (1, 6, 0)
     env = Envelope()
-    audio = model.generate(result.note_z[[0, 2, 3]], result.note_pitch[[0, 2, 3]])
-    audio = audio[[0, 0, 1, 2]]
+    audio = model.generate(result.note_z[[0, 2, 3, 4]], result.note_pitch[[0, 2, 3, 4]])
+    audio = list(audio[[0, 0, 1, 2, 3]])
+    # The resampled note: 2**(6/12) times faster, i.e. from SR to SR / 2**(6/12) samples/s.
+    audio[4] = soxr.resample(audio[4], SR, SR / 2 ** 0.5, quality="HQ").reshape(-1, 1)
+    assert len(audio[4]) == round(L / 2 ** 0.5)
     expected = np.zeros_like(result.audio)
     for note, note_audio in zip(result.notes, audio):
         start, held = round(note.start * SR), round(note.end * SR) - round(note.start * SR)
-        gain = env.note_gain(held, L) * note.velocity / 127
-        expected[start:start + len(gain)] += note_audio[:len(gain)] * gain[:, None]
+        gain = env.note_gain(held, L, SR, loop=True) * note.velocity / 127
+        # Each note's own loop (found at the pitch it plays), repeated while it is held.
+        played = looped(loop_note(note_audio, SR, note.pitch), len(gain))
+        expected[start:start + len(gain)] += played * gain[:, None]
     expected *= result.gain
     np.testing.assert_allclose(result.audio, expected, atol=2e-5)
-    assert [round(n.start * SR) for n in result.notes] == [0, 0, 16000, 32000]
+    assert [round(n.start * SR) for n in result.notes] == [0, 0, 16000, 32000, 64000]
+    assert len(result.audio) == 64000 + 24000 + 4000  # the 1.5 s note 90 outlasts its audio
     # Each note's z follows the schedule: a new instrument every 6 s, slerped by start time.
     np.testing.assert_allclose(result.anchor_times, [0.0, 6.0])
     np.testing.assert_allclose(result.note_z[3], slerp(result.anchors[0], result.anchors[1],
@@ -182,3 +266,86 @@ def test_command_as_a_subprocess_matches_the_in_process_render(models, song, tmp
     wav = (tmp_path / "b" / "generated_clip.wav").read_bytes()
     assert wav == (tmp_path / "a" / "generated_clip.wav").read_bytes()
     assert sf.info(tmp_path / "b" / "generated_clip.wav").frames == 44000
+
+
+# The embedded default model -----------------------------------------------------------------
+
+def test_a_held_note_loops_for_as_long_as_it_is_held(default_model):
+    """A 10 s note of a model whose notes last 1 s: in sustain loop it sounds at its own
+    sustain level for 10 s, then releases; in sustain natural it ends with its audio."""
+    model, pitch = default_model, 60
+    notes = [Note(0.0, 10.0, pitch, 127)]
+    result = render_midi(model, notes, seed=0)
+    clip = result.audio[:, 0]
+    assert result.gain == 1.0
+    note = model.generate(result.note_z[:1], [pitch])[0, :, 0]  # the unlooped note
+    first, last = steady_part(note, SR, pitch)
+    steady = rms(note[first:last])
+    windows = [db(rms(clip[k * SR:(k + 1) * SR]), steady) for k in range(1, 10)]
+    assert np.all(np.abs(windows) < 3.0), windows  # 1 s .. 10 s: as loud as its steady part
+    release = 4000  # 25 % of the model's 1 s
+    assert len(clip) == 10 * SR + release  # stops after its release ...
+    assert db(rms(clip[-release // 4:]), steady) < -12.0  # ... fading out
+    assert db(rms(clip[10 * SR - release // 4:10 * SR]), steady) > -3.0  # not before the note-off
+
+    result = render_midi(model, notes, seed=0, sustain="natural")
+    assert len(result.audio) == L  # played once: over after the model's 1 s note
+    np.testing.assert_allclose(result.audio[160:L // 2, 0], note[160:L // 2], atol=2e-3)
+
+
+def test_notes_above_the_model_range_all_sound_at_their_pitch(default_model):
+    model = default_model
+    notes = [Note(0.5 * i, 0.5 * i + 0.2, 90 + i, 100) for i in range(7)]  # 90..96 > 84
+    result = render_midi(model, notes, seed=0)
+    clip = result.audio[:, 0]
+    assert (result.resampled, result.largest_resample, result.skipped_out_of_range) == \
+        (7, 12, 0)
+    assert list(result.note_pitch) == [84] * 7 and list(result.note_resample) == list(range(6, 13))
+    for i, note in enumerate(result.notes):
+        start = round(note.start * SR)
+        generated = model.generate(result.note_z[i:i + 1], [84])[0, :, 0]
+        onset = rms(clip[start:start + 800])  # the first 50 ms of the note
+        assert onset > 0.1 * rms(generated[:800]), (note.pitch, onset)
+        if start:
+            assert rms(clip[start - 800:start]) < 0.01 * onset  # the previous note is over
+        # At its pitch: the generated 84 moved up by the resampling, not by another amount.
+        assert pitch_shift_cents(generated[800:4000], clip[start + 400:start + 3200]) == \
+            100 * (note.pitch - 84)
+
+    skipped = render_midi(model, notes + [Note(4.0, 4.5, 60, 100)], seed=0, skip_missing=True)
+    assert (skipped.skipped_out_of_range, skipped.resampled, len(skipped.notes)) == (7, 0, 1)
+    shifted = render_midi(model, notes, seed=0, octave_shift=True)
+    assert (shifted.shifted, shifted.largest_octave_shift, shifted.resampled) == (7, 1, 0)
+    assert list(shifted.note_pitch) == list(range(78, 85))
+
+
+@pytest.mark.parametrize("sustain", ["loop", "natural"])
+@pytest.mark.parametrize("params", [{"attack_percent": 0}, {"attack_percent": 100},
+                                    {"release_percent": 0}, {"release_percent": 100}],
+                         ids=lambda p: "_".join(f"{k.split('_')[0]}{v:g}" for k, v in p.items()))
+def test_envelope_edge_values_do_not_click(default_model, params, sustain):
+    """No sample of the clip jumps more than the generated note's own waveform does
+    (largest |second difference| <= 1.5 x the note's 99.9th percentile), with the 0 %
+    attack or release (5 ms) and the 100 % ones. Pitch 48, seed 2: a note whose waveform
+    is large where it starts and where the note-off falls (checked below), so a step
+    there would show."""
+    model, pitch, held = default_model, 48, 2.5
+    envelope = Envelope(**params)
+    result = render_midi(model, [Note(0.0, held, pitch, 127)], envelope=envelope, seed=2,
+                         sustain=sustain)
+    clip = result.audio[:, 0]
+    assert result.gain == 1.0
+    note = model.generate(result.note_z[:1], [pitch])[0, :, 0]
+    assert click_ratio(clip, note) <= 1.5
+    _, release = envelope.segment_lengths(L, SR)
+    if sustain == "loop":
+        assert len(clip) == held * SR + release
+    else:
+        assert len(clip) == L  # held longer than the 1 s note: it ends with its audio
+    stream = looped(loop_note(note[:, None], SR, pitch), int(held * SR))[:, 0]
+    assert rms(clip) > 0.3 * rms(stream[:len(clip)])  # not silent (the old release 100 % was)
+    # The measure sees a step at these places: the note started at full gain, and the
+    # looped note stopped dead at its note-off.
+    step_on = np.concatenate([np.zeros(100, np.float32), note])
+    step_off = np.concatenate([stream, np.zeros(100, np.float32)])
+    assert click_ratio(step_on, note) > 1.5 and click_ratio(step_off, note) > 1.5

@@ -1,11 +1,14 @@
-"""gansynth-generate as a command: outputs, repeatability, drums/range flags, bad input."""
+"""gansynth-generate as a command: outputs, repeatability, sustain, drums and pitch flags
+(resampling, octave shift, skipping) with their summary lines, bad input."""
 import os
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from render_helpers import L, SR, TPB, models, off, on, run, song, tempo, write_midi  # noqa: F401
+import gansynth_live.render as render
+from render_helpers import (L, SR, TPB, default_model, models, off, on, run,  # noqa: F401
+                            song, tempo, write_midi)
 
 # The command line -----------------------------------------------------------------------
 
@@ -30,6 +33,7 @@ def test_cli_renders_repeatably_and_the_latents_file_reproduces(models, song, tm
             np.testing.assert_array_equal(a[key], b[key])
         assert a["anchors"].shape == (4, 16)  # 2.5 s at 1 s per instrument: 0, 1, 2, 3 s
         assert list(a["note_pitch"]) == [60, 64] and str(a["mode"]) == "midi"
+        assert str(a["sustain"]) == "loop" and list(a["note_resample"]) == [0, 0]
 
     rc, _, _ = run(["--ckpt_dir", models["mono"], "--midi_file", song, "--output_dir",
                     tmp_path / "c", "--latents", tmp_path / "a" / "latents.npz"], capsys)
@@ -57,13 +61,24 @@ def test_cli_drums_and_out_of_range_notes(models, tmp_path, capsys):
     rc, out, _ = run(["--ckpt_dir", models["mono"], "--output_dir", tmp_path / "a",
                       "--midi_file", path, "--seed", 1], capsys)
     assert rc == 0
-    assert "skipped 2 drum notes" in out and "skipped 2 notes outside" in out
+    assert "skipped 2 drum notes" in out
+    # 24 is 12 below the model's lowest pitch 36: resampled; 100 is 16 above 84: skipped.
+    assert "resampled 1 note from the nearest model pitch (up to 12 semitones)" in out
+    assert ("skipped 1 note not among the model's pitches (36..84) nor within 12 semitones "
+            "of one (a larger --max_resample resamples them; --octave_shift moves them by "
+            "octaves)") in out
     with np.load(tmp_path / "a" / "latents.npz") as npz:
-        assert list(npz["note_pitch"]) == [60]
+        assert list(npz["note_pitch"]) == [60, 36] and list(npz["note_resample"]) == [0, -12]
+        assert list(npz["note_source_pitch"]) == [60, 24]
+    rc, out, _ = run(["--ckpt_dir", models["mono"], "--output_dir", tmp_path / "m",
+                      "--midi_file", path, "--seed", 1, "--max_resample", 16], capsys)
+    assert rc == 0 and "resampled 2 notes from the nearest model pitch (up to 16 semitones)" in out
+    assert not _summary(out, "skipped 1")
     rc, out, _ = run(["--ckpt_dir", models["mono"], "--output_dir", tmp_path / "b",
                       "--midi_file", path, "--seed", 1, "--octave_shift", "--include_drums"],
                      capsys)
-    assert rc == 0 and "moved 2 notes by octaves" in out
+    assert rc == 0 and "moved 2 notes by octaves to a model pitch (up to 2 octaves)" in out
+    assert not _summary(out, "resampled", "skipped")  # drums included, 100 moved to 76
     with np.load(tmp_path / "b" / "latents.npz") as npz:
         pitches = sorted(zip(npz["note_start"], npz["note_source_pitch"], npz["note_pitch"]))
     assert pitches == [(0.0, 36, 36), (0.0, 60, 60), (0.25, 38, 38), (0.5, 24, 36),
@@ -109,6 +124,9 @@ def _bad_model(tmp_path):
     ("seed", "--seed"),
     ("output_is_a_file", "not a directory"),
     ("bad_latents", "latents file"),
+    ("sustain", "--sustain"),
+    ("max_resample", "--max_resample"),
+    ("far_only_skip_missing", "without --skip_missing they are resampled"),
 ])
 def test_bad_input_one_line_error_and_nothing_written(models, tmp_path, capsys, case, expect):
     midi = write_midi(tmp_path / "ok.mid", [[(0, on(60)), (TPB, off(60))]])
@@ -149,10 +167,17 @@ def test_bad_input_one_line_error_and_nothing_written(models, tmp_path, capsys, 
         args["--seed"] = "abc"
     elif case == "output_is_a_file":
         out_dir.write_text("x")
+    elif case == "sustain":
+        args["--sustain"] = "forever"
+    elif case == "max_resample":
+        args["--max_resample"] = -1
+    elif case == "far_only_skip_missing":
+        args["--midi_file"] = write_midi(tmp_path / "f.mid", [[(0, on(90)), (TPB, off(90))]])
+        args["--skip_missing"] = ""
     elif case == "bad_latents":
         (tmp_path / "l.npz").write_bytes(b"garbage")
         args["--latents"] = tmp_path / "l.npz"
-    argv = [str(v) for kv in args.items() for v in kv]
+    argv = [str(v) for kv in args.items() for v in kv if v != ""]
     rc, out, err = run(argv, capsys)
     assert rc != 0
     lines = err.strip().splitlines()
@@ -173,3 +198,71 @@ def test_existing_output_dir_is_left_as_it_was_on_error(models, tmp_path, capsys
     rc, _, _ = run(["--ckpt_dir", models["mono"], "--output_dir", out_dir, "--midi_file",
                     empty], capsys)
     assert rc == 1 and os.listdir(out_dir) == ["keep.txt"]
+
+
+# Sustain and pitches the model lacks, with the default model ----------------------------
+
+def _summary(out, *starts):
+    """The summary lines of `out` that start with one of `starts`."""
+    return [line for line in out.splitlines() if line.startswith(starts)]
+
+
+@pytest.fixture
+def default_cli(default_model, monkeypatch):
+    """The command without --ckpt_dir, with the default model loaded once for all tests."""
+    monkeypatch.setattr(render, "load_model", lambda path: default_model)
+
+
+def test_cli_summary_counts_resampled_skipped_and_shifted_notes(default_cli, tmp_path, capsys):
+    # 90..96: above the default model's 24..84; 60 is one of its pitches.
+    events = [(0, on(60)), (TPB, off(60))]
+    for pitch in range(90, 97):
+        events += [(0, on(pitch)), (TPB // 2, off(pitch))]
+    path = write_midi(tmp_path / "high.mid", [events])
+    common = ["--midi_file", path, "--seed", 3]
+    rc, out, _ = run(common + ["--output_dir", tmp_path / "a"], capsys)
+    assert rc == 0 and "rendered 8 notes" in out and "sustain loop" in out
+    assert "resampled 7 notes from the nearest model pitch (up to 12 semitones)" in out
+    assert not _summary(out, "skipped", "moved")
+    audio, _ = sf.read(tmp_path / "a" / "generated_clip.wav")
+    for k in range(7):  # every note sounds: energy in the first 50 ms after its start
+        start = SR // 2 + k * SR // 4
+        assert np.sqrt(np.mean(audio[start:start + 800] ** 2)) > 1e-3, 90 + k
+
+    rc, out, _ = run(common + ["--output_dir", tmp_path / "b", "--skip_missing"], capsys)
+    assert rc == 0 and "rendered 1 notes" in out and not _summary(out, "resampled", "moved")
+    assert ("skipped 7 notes not among the model's pitches (24..84) (without --skip_missing "
+            "they are resampled from the nearest model pitch)") in out
+
+    rc, out, _ = run(common + ["--output_dir", tmp_path / "c", "--octave_shift"], capsys)
+    assert rc == 0 and "rendered 8 notes" in out and not _summary(out, "resampled", "skipped")
+    assert "moved 7 notes by octaves to a model pitch (up to 1 octave)" in out
+    with np.load(tmp_path / "c" / "latents.npz") as npz:
+        assert list(npz["note_pitch"]) == [60] + list(range(78, 85))
+
+
+def test_cli_sustain_natural_is_recorded_and_ends_with_the_audio(default_cli, tmp_path, capsys):
+    path = write_midi(tmp_path / "long.mid", [[(0, on(60)), (TPB * 6, off(60))]])  # 3 s
+    lengths = {}
+    for mode in ("loop", "natural"):
+        rc, out, _ = run(["--midi_file", path, "--seed", 1, "--sustain", mode,
+                          "--output_dir", tmp_path / mode], capsys)
+        assert rc == 0 and f"sustain {mode}" in out
+        lengths[mode] = sf.info(tmp_path / mode / "generated_clip.wav").frames
+        with np.load(tmp_path / mode / "latents.npz") as npz:
+            assert str(npz["sustain"]) == mode
+    assert lengths == {"loop": 3 * SR + 4000, "natural": L}
+
+
+def test_cli_non_contiguous_pitches_are_named_as_they_are(models, tmp_path, capsys):
+    """A model of the even pitches 48..66: 61 lies inside that span but is not one of them."""
+    path = write_midi(tmp_path / "odd.mid", [[(0, on(61)), (TPB, off(61))]])
+    rc, out, _ = run(["--ckpt_dir", models["even"], "--output_dir", tmp_path / "a",
+                      "--midi_file", path, "--seed", 1], capsys)
+    assert rc == 0 and "resampled 1 note from the nearest model pitch (up to 1 semitone)" in out
+    with np.load(tmp_path / "a" / "latents.npz") as npz:
+        assert list(npz["note_pitch"]) == [60] and list(npz["note_resample"]) == [1]
+    rc, _, err = run(["--ckpt_dir", models["even"], "--output_dir", tmp_path / "b",
+                      "--midi_file", path, "--seed", 1, "--skip_missing"], capsys)
+    assert rc == 1 and "not among the model's pitches (10 pitches from 48 to 66)" in err
+    assert "outside" not in err and "48..66" not in err

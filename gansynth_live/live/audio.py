@@ -92,6 +92,7 @@ class AudioOutput:
         self.callback_errors = 0
         self.callbacks = 0
         self.max_callback_seconds = 0.0
+        self.callback_seconds = 0.0  # the time spent in callbacks, all together
         self.late_wakeups = 0  # callbacks that began over 1.5 blocks after the previous one
         self.max_gap_seconds = 0.0
         self._previous_start = 0.0
@@ -138,6 +139,7 @@ class AudioOutput:
         if self.recorder is not None:
             self.recorder.write(outdata)
         elapsed = time.perf_counter() - start
+        self.callback_seconds += elapsed
         if elapsed > self.max_callback_seconds:
             self.max_callback_seconds = elapsed
         if elapsed > frames / self.sample_rate:
@@ -173,6 +175,7 @@ class AudioOutput:
         status = {"underflows": self.underflows, "late_callbacks": self.late_callbacks,
                   "callback_errors": self.callback_errors, "callbacks": self.callbacks,
                   "max_callback_ms": self.max_callback_seconds * 1000.0,
+                  "callback_ms_total": self.callback_seconds * 1000.0,
                   "late_wakeups": self.late_wakeups,
                   "max_callback_gap_ms": self.max_gap_seconds * 1000.0,
                   "skipped_ms": self.skipped_frames * 1000.0 / self.sample_rate,

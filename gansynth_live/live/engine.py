@@ -33,6 +33,7 @@ from gansynth_live.model import Model
 from gansynth_live.sustain import DEFAULT_SUSTAIN_MODE, RenderedNote, check_sustain_mode
 
 RETRY_FAILED_AFTER_S = 5.0  # a note whose render failed is not retried sooner
+MAX_RESAMPLE = 12  # a pitch the model lacks plays from a model pitch at most this far away
 
 
 class Engine:
@@ -109,18 +110,34 @@ class Engine:
     # Control ----------------------------------------------------------------------------
 
     def check_pitch(self, pitch) -> int:
+        """A pitch the model renders (ValueError otherwise)."""
         pitch = _as_int("pitch", pitch)
         if pitch not in self.model._label_of:
-            raise ValueError(f"pitch {pitch} is outside the model's range "
-                             f"{self.model.pitches[0]}..{self.model.pitches[-1]}")
+            raise ValueError(f"pitch {pitch} is not one of the model's pitches "
+                             f"({self.model.pitches[0]}..{self.model.pitches[-1]})")
         return pitch
+
+    def source_pitch(self, pitch) -> tuple[int, int]:
+        """(pitch, the model pitch that plays it): the nearest one the model has, at most
+        `MAX_RESAMPLE` semitones away (ties: the lower, played faster)."""
+        pitch = _as_int("pitch", pitch)
+        if not 0 <= pitch <= 127:
+            raise ValueError(f"pitch must be 0..127, got {pitch}")
+        if pitch in self.model._label_of:
+            return pitch, pitch
+        source = min(self.model.pitches, key=lambda p: (abs(p - pitch), p))
+        if abs(source - pitch) > MAX_RESAMPLE:
+            raise ValueError(f"pitch {pitch} is more than {MAX_RESAMPLE} semitones from the "
+                             f"model's pitches {self.model.pitches[0]}..{self.model.pitches[-1]}")
+        return pitch, source
 
     def note_on(self, pitch, velocity, duration: float | None = None,
                 received: float | None = None) -> None:
         """Start a note (velocity 1..127; 0 is a note-off). `duration` in seconds plays it
-        for that long (as /note does); `received` is the perf_counter time of the message."""
+        for that long (as /note does); `received` is the perf_counter time of the message.
+        A pitch the model lacks plays its nearest model pitch, resampled (`source_pitch`)."""
         received = received or time.perf_counter()
-        pitch = self.check_pitch(pitch)
+        pitch, source = self.source_pitch(pitch)
         velocity = _as_int("velocity", velocity)
         if not 0 <= velocity <= 127:
             raise ValueError(f"velocity must be 0..127, got {velocity}")
@@ -133,18 +150,21 @@ class Engine:
             return
         with self._lock:
             point = self.timbre.current_point()
-            self._last_pitch = pitch
+            self._last_pitch = source
             envelope, loop = self.envelope, self.sustain_mode == "loop"
-            audio, rate = self.cache.get(point, pitch), 1.0
+            audio, rate = self.cache.get(point, source), 1.0
             hit = audio is not None
             self.counters["cache_hits" if hit else "cache_misses"] += 1
+            if source != pitch:
+                self.counters["resampled_notes"] += 1
             if not hit:
-                if pitch in self._urgent:
-                    self._urgent.remove(pitch)
-                self._urgent.appendleft(pitch)
-                audio, rate = self.cache.stand_in(point, pitch) or (None, 1.0)
+                if source in self._urgent:
+                    self._urgent.remove(source)
+                self._urgent.appendleft(source)
+                audio, rate = self.cache.stand_in(point, source) or (None, 1.0)
                 if audio is None:
                     self.counters["silent_misses"] += 1
+        rate *= 2.0 ** ((pitch - source) / 12.0)
         if not hit:
             self.worker.wake()
         if audio is None:
@@ -157,7 +177,10 @@ class Engine:
             self.counters["notes"] += 1
 
     def note_off(self, pitch) -> None:
-        self.mixer.post(("off", _as_int("pitch", pitch)))
+        pitch = _as_int("pitch", pitch)
+        if not 0 <= pitch <= 127:
+            raise ValueError(f"pitch must be 0..127, got {pitch}")
+        self.mixer.post(("off", pitch))
 
     def all_notes_off(self) -> None:
         """Every sounding note fades out within a few milliseconds (the panic button)."""
@@ -334,6 +357,7 @@ class Engine:
             "cache_hits": self.counters["cache_hits"],
             "cache_misses": self.counters["cache_misses"],
             "silent_misses": self.counters["silent_misses"],
+            "resampled_notes": self.counters["resampled_notes"],
             "cache_entries": len(self.cache),
             "cache_bytes": self.cache.bytes,
             "cache_budget_bytes": self.cache.budget_bytes,

@@ -15,7 +15,7 @@ x or y takes it over.  With `channel` set (0..15) only that channel's messages a
 Pitch bend is symmetric at both ends: negative values are scaled by 1/8192 and positive ones
 by 1/8191, so -8192 -> -bend_range, 0 -> 0 and 8191 -> exactly +bend_range.
 
-The target's methods may raise (ValueError for a pitch outside the model's range, ...): the
+The target's methods may raise (ValueError for a pitch too far from the model's, ...): the
 error goes to `on_error(message)` (stderr when none is given) and the next message is handled
 as usual -- nothing raised by the target ever stops the input.
 

@@ -199,7 +199,7 @@ class OscServer:
 
     def _note_off(self, sender, args, received):
         _count(args, 1)
-        self.engine.note_off(self.engine.check_pitch(_integer(args, 0, "pitch")))
+        self.engine.note_off(_integer(args, 0, "pitch"))
 
     def _all_notes_off(self, sender, args, received):
         _count(args, 0)

@@ -230,7 +230,10 @@ class Mixer:
         if not looping and start > total - 1:
             return None, 0
         dest = self._a[channels][:frames]
-        if not looping and rate == 1.0 and start == int(start):
+        if rate == 1.0 and start == int(start):  # whole frames: copies, no interpolation
+            if looping:
+                voice.position = _copy_looped(dest, note, int(start))
+                return dest, frames
             i = int(start)
             n = min(frames, total - i)
             dest[:n] = samples[i:i + n]
@@ -357,6 +360,27 @@ class Mixer:
         """Fade from the gain the voice has now (its envelope keeps running underneath)."""
         voice.fade_level = 1.0
         voice.state = FADING
+
+
+def _copy_looped(dest: np.ndarray, note: RenderedNote, position: int) -> float:
+    """Fill `dest` with the looped stream's frames from `position` on, by slice copies (the
+    note's frames up to the seam, the seam, then back to the loop start: what
+    `sustain.source_indices` maps to, a few slices per block); the next position."""
+    loop = note.loop
+    seam_start = loop.end - loop.seam
+    done, frames = 0, dest.shape[0]
+    while done < frames:
+        if position < seam_start:
+            source, stop = position, seam_start
+        else:
+            source, stop = note.length + position - seam_start, loop.end
+        count = min(frames - done, stop - position)
+        dest[done:done + count] = note.samples[source:source + count]
+        done += count
+        position += count
+        if position >= loop.end:
+            position = loop.start
+    return float(position)
 
 
 def velocity_gain(velocity: int, curve: float = 2.0) -> float:
