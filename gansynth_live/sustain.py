@@ -35,7 +35,8 @@ SUSTAIN_MODES = ("loop", "natural")
 DEFAULT_SUSTAIN_MODE = "loop"
 MIN_WINDOW_SECONDS = 0.02   # the match window (and seam) is at least this long...
 WINDOW_PERIODS = 2.0        # ...and at least this many pitch periods
-MIN_LOOP_SECONDS = 0.05     # shortest loop considered
+MIN_LOOP_SECONDS = 0.25     # shortest loop considered (a short loop pulls the pitch onto
+                            # multiples of 1 / its length: 0.14 s put one 20 cents flat)
 MAX_LOOP_SECONDS = 2.0      # longest loop considered (longer loops repeat less audibly)
 LEVEL_FRAME_SECONDS = 0.01  # frames of the level envelope that finds the steady part
 RELEASE_DROP_DB = 6.0       # the steady part ends where the level stays this far below
@@ -191,7 +192,7 @@ def _score_lengths(mono: np.ndarray, end: int, window: int, shortest: int, longe
     level_diff = np.abs(20.0 * np.log10(rms_start / rms_end))
     off_sustain = np.abs(20.0 * np.log10(loop_rms / sustain_rms))
     score = (match - 0.05 * level_diff - 0.3 * np.maximum(0.0, off_sustain - 0.5)
-             + 0.1 * lengths / lengths[-1])
+             + 0.6 * lengths / lengths[-1])
     return score, match
 
 

@@ -37,7 +37,9 @@ def test_generate_shapes_range_and_determinism(model):
     # one vector, one pitch, and one pitch broadcast over a batch
     assert model.generate(z[0], 40).shape == (1, 16000, 1)
     assert model.generate(z, 40).shape == (3, 16000, 1)
-    np.testing.assert_allclose(model.generate(z[1], 40)[0], audio[1], atol=1e-5)
+    # A batch of 1 and of 3 may run different oneDNN kernels: on some CPUs the same note
+    # differs by up to 2e-4 (measured on the 2-core VM), far below any wrong-note error.
+    np.testing.assert_allclose(model.generate(z[1], 40)[0], audio[1], atol=1e-3)
 
 
 def test_batches_larger_than_max_batch_match_single_notes(model):
@@ -46,7 +48,7 @@ def test_batches_larger_than_max_batch_match_single_notes(model):
     specs = model.generate_specgrams(z, pitches)
     assert specs.shape[0] == len(z)
     np.testing.assert_allclose(specs[-1], model.generate_specgrams(z[-1], pitches[-1])[0],
-                               rtol=1e-4, atol=1e-4)
+                               rtol=1e-3, atol=1e-3)  # kernels per batch size: see above
 
 
 def test_bad_inputs_name_what_is_allowed(model):
