@@ -509,26 +509,14 @@ def _positive_float():
     return parse
 
 
-def _positive_int():
+def _int_at_least(minimum: int):
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-        return value
-    return parse
-
-
-def _non_negative_int():
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
         return value
     return parse
 
@@ -559,7 +547,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"{LATENTS_FILE} go (created if missing)")
     add("midi_file", metavar="FILE", help="MIDI file to render; without it, --num_notes random "
         "notes, one WAV each")
-    add("batch_size", type=_positive_int(), default=8, metavar="N",
+    add("batch_size", type=_int_at_least(1), default=8, metavar="N",
         help="notes per generator call (default 8)")
     add("secs_per_instrument", type=_positive_float(), default=6.0,
         metavar="S", help="seconds between random instruments (default 6)")
@@ -576,7 +564,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="loop: a note sounds until its note-off plus its release, repeating a loop of "
         "its rendered audio; natural: the rendered audio once (default "
         f"{DEFAULT_SUSTAIN_MODE})")
-    add("max_resample", type=_non_negative_int(), default=DEFAULT_MAX_RESAMPLE,
+    add("max_resample", type=_int_at_least(0), default=DEFAULT_MAX_RESAMPLE,
         metavar="N", help="a pitch the model lacks is made from the nearest pitch it has, "
         f"resampled, up to N semitones away (default {DEFAULT_MAX_RESAMPLE}); farther "
         "notes are skipped")
@@ -585,7 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("octave_shift", action="store_true", help="move notes whose pitch the model lacks "
         "by octaves to a pitch it has (tried before resampling)")
     add("include_drums", action="store_true", help="keep MIDI channel 10 (skipped by default)")
-    add("num_notes", type=_positive_int(), default=8, metavar="N",
+    add("num_notes", type=_int_at_least(1), default=8, metavar="N",
         help="random notes to render without --midi_file (default 8)")
     add("latents", metavar="FILE", help=f"render the latent vectors of a {LATENTS_FILE} again "
         "(its anchors for a MIDI file, its notes without one)")
