@@ -51,7 +51,7 @@ def test_cached_note_is_the_models_note_at_the_device_rate_with_its_loop(
     direct = resample(generated, 16000, RATE)
     note = engine.cache.get(point, 60)
     np.testing.assert_allclose(note.audio, direct, atol=5e-3)
-    assert note.loop[:3] == find_loop(generated, 16000, 60).scaled(RATE / 16000)[:3]
+    assert note.loop[:3] == find_loop(generated, 16000, 60).scaled(RATE / 16000, L)[:3]
 
 
 def test_a_held_hit_loops_until_released(engine):
@@ -249,7 +249,7 @@ def test_a_failing_render_is_counted_and_the_instrument_plays_on(tiny_model):  #
 
 
 def test_the_cache_stays_within_its_budget_while_the_timbre_moves(tiny_model):  # noqa: F811
-    per_point = L * 4 * len(PITCHES)
+    per_point = 2 * L * 4 * len(PITCHES)  # a note and its loop body (at most 1 s)
     engine = make_engine(tiny_model, cache_bytes=int(2.5 * per_point))
     try:
         for x, y in [(1, 0), (0, 1), (1, 1), (0.5, 0.5), (0, 0)]:
@@ -257,7 +257,8 @@ def test_the_cache_stays_within_its_budget_while_the_timbre_moves(tiny_model):  
             assert wait_for(lambda: engine.wait_ready(0.1), what=f"point {x},{y}")
             assert engine.cache.bytes <= engine.cache.budget_bytes
         status = engine.status()
-        assert status["cache_evictions"] > 0 and status["cache_entries"] <= 12
+        assert status["cache_evictions"] > 0
+        assert status["cache_entries"] <= engine.cache.budget_bytes // (L * 4)
     finally:
         engine.stop()
 

@@ -50,8 +50,10 @@ def sine(freq: float, frames: int, channels: int = 1) -> np.ndarray:
     return np.repeat(np.sin(2 * np.pi * freq * t)[:, None], channels, 1).astype(np.float32)
 
 
-def rendered(audio: np.ndarray, loop: Loop | None = None) -> RenderedNote:
+def rendered(audio: np.ndarray | RenderedNote, loop: Loop | None = None) -> RenderedNote:
     """`audio` as a rendered note; by default its loop is the third quarter, seam 48."""
+    if isinstance(audio, RenderedNote):
+        return audio
     frames = len(audio)
     if frames < 8:  # too short for a loop: only ever played once (sustain natural)
         return RenderedNote(np.ascontiguousarray(audio, np.float32), frames, Loop(0, 1, 0, 0))
@@ -738,7 +740,7 @@ def test_process_transient_allocation_is_smaller_than_a_block_for_big_blocks():
 
 def test_posting_from_another_thread_while_processing():
     m = mixer(channels=2, polyphony=16)
-    buf = noise(L, 2)
+    buf = rendered(noise(L, 2))
     errors = []
     stop = threading.Event()
     posted = [0]

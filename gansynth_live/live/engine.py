@@ -30,7 +30,8 @@ from gansynth_live.live.timbre import GridPoint, TimbreState
 from gansynth_live.live.voices import LATENCY_RING, Mixer, NoteStart, velocity_gain
 from gansynth_live.live.worker import RenderJob, RenderWorker
 from gansynth_live.model import Model
-from gansynth_live.sustain import DEFAULT_SUSTAIN_MODE, RenderedNote, check_sustain_mode
+from gansynth_live.sustain import (DEFAULT_SUSTAIN_MODE, MAX_LOOP_SECONDS, RenderedNote,
+                                   check_sustain_mode)
 
 RETRY_FAILED_AFTER_S = 5.0  # a note whose render failed is not retried sooner
 MAX_RESAMPLE = 12  # a pitch the model lacks plays from a model pitch at most this far away
@@ -58,9 +59,11 @@ class Engine:
         self.cache = NoteCache(cache_bytes)
         self.envelope = Envelope()
         self.sustain_mode = check_sustain_mode(sustain_mode)
-        # Rendered note length at the device rate: every cache entry has it (and its seam).
+        # Rendered note length at the device rate; every cache entry holds that many frames
+        # and its loop body (at most MAX_LOOP_SECONDS): the budget plans for the most.
         self.note_frames = int(round(model.num_samples * self.sample_rate / model.sample_rate))
-        self.bytes_per_note = self.note_frames * model.channels * 4
+        loop_frames = min(self.note_frames, int(round(MAX_LOOP_SECONDS * self.sample_rate)))
+        self.bytes_per_note = (self.note_frames + loop_frames) * model.channels * 4
         if cache_bytes < self.bytes_per_note * len(model.pitches):
             raise ValueError(f"cache budget {cache_bytes / 2**20:.1f} MiB cannot hold one "
                              f"timbre point ({len(model.pitches)} notes of "
@@ -137,17 +140,17 @@ class Engine:
         for that long (as /note does); `received` is the perf_counter time of the message.
         A pitch the model lacks plays its nearest model pitch, resampled (`source_pitch`)."""
         received = received or time.perf_counter()
-        pitch, source = self.source_pitch(pitch)
         velocity = _as_int("velocity", velocity)
         if not 0 <= velocity <= 127:
             raise ValueError(f"velocity must be 0..127, got {velocity}")
+        if velocity == 0:  # a note-off, whatever the model could play
+            self.note_off(pitch)
+            return
+        pitch, source = self.source_pitch(pitch)
         if duration is not None:
             duration = float(duration)
             if not 0.0 <= duration <= 3600.0:  # also rejects NaN
                 raise ValueError(f"duration must be 0..3600 seconds, got {duration:g}")
-        if velocity == 0:
-            self.note_off(pitch)
-            return
         with self._lock:
             point = self.timbre.current_point()
             self._last_pitch = source
@@ -155,8 +158,6 @@ class Engine:
             audio, rate = self.cache.get(point, source), 1.0
             hit = audio is not None
             self.counters["cache_hits" if hit else "cache_misses"] += 1
-            if source != pitch:
-                self.counters["resampled_notes"] += 1
             if not hit:
                 if source in self._urgent:
                     self._urgent.remove(source)
@@ -164,6 +165,8 @@ class Engine:
                 audio, rate = self.cache.stand_in(point, source) or (None, 1.0)
                 if audio is None:
                     self.counters["silent_misses"] += 1
+            if audio is not None and source != pitch:
+                self.counters["resampled_notes"] += 1
         rate *= 2.0 ** ((pitch - source) / 12.0)
         if not hit:
             self.worker.wake()

@@ -56,7 +56,7 @@ def playable_note(audio: np.ndarray, pitch: float, model_rate: int, device_rate:
     loop = find_loop(audio, model_rate, pitch)
     if model_rate != device_rate:
         audio = resample(audio, model_rate, device_rate)
-        loop = loop.scaled(device_rate / model_rate)
+        loop = loop.scaled(device_rate / model_rate, len(audio))
     return make_note(audio, loop)
 
 

@@ -364,16 +364,15 @@ class Mixer:
 
 def _copy_looped(dest: np.ndarray, note: RenderedNote, position: int) -> float:
     """Fill `dest` with the looped stream's frames from `position` on, by slice copies (the
-    note's frames up to the seam, the seam, then back to the loop start: what
+    note's frames up to the loop start, then its loop body again and again: what
     `sustain.source_indices` maps to, a few slices per block); the next position."""
     loop = note.loop
-    seam_start = loop.end - loop.seam
     done, frames = 0, dest.shape[0]
     while done < frames:
-        if position < seam_start:
-            source, stop = position, seam_start
+        if position < loop.start:
+            source, stop = position, loop.start
         else:
-            source, stop = note.length + position - seam_start, loop.end
+            source, stop = note.length + position - loop.start, loop.end
         count = min(frames - done, stop - position)
         dest[done:done + count] = note.samples[source:source + count]
         done += count
