@@ -14,16 +14,16 @@ The loop is stored as its own copy, the *loop body*, after the note's frames
 plays it exactly). Two things make the body seamless:
 
 - level: a note that decays within the loop would jump back up at every wrap (a
-  re-attack); the body is multiplied by an exponential gain that brings its end to the
-  level of its start (at most `MAX_COMPENSATION_DB`), so a held note holds the level it
-  had where the loop begins;
+  re-attack); the body is multiplied by an exponential gain that cancels the decay of
+  the line fitted to its level (at most `MAX_COMPENSATION_DB`; a loop that swells is
+  left as it is), so a held note holds the level it had where the loop begins;
 - the jump: the body's last `seam` frames are crossfaded into the frames before
   ``start``, so its end runs into its own beginning.
 
 The looped stream is ``samples[0 : start]``, then the body for ever: `wrap_positions`
 and `source_indices` turn positions in it into indices into `samples`; the live mixer
 (allocation-free, with ``out=`` scratch) and offline rendering use the same two
-functions. Every note carries its body whether or not it is ever held (0.25 to 1 s).
+functions. Every note carries its body whether or not it is ever held (0.4 to 1 s).
 
 Sustain modes: ``loop`` (the default) repeats the loop while the note is held;
 ``natural`` plays the rendered audio once, so an instrument that decays decays and a
@@ -44,7 +44,8 @@ MIN_LOOP_SECONDS = 0.4      # shortest loop considered (a short loop pulls the p
                             # multiples of 1 / its length: 0.14-0.25 s put some 20 cents off)
 MAX_LOOP_SECONDS = 1.0      # longest loop considered (longer loops repeat less audibly,
                             # but every note stores its loop body)
-MAX_COMPENSATION_DB = 6.0  # the most a loop body's end is raised (or lowered) to its start
+MAX_COMPENSATION_DB = 6.0   # the most a loop body's decay is evened out (12 dB held some
+                            # notes 3-6 dB under their level: the loop began in a dip)
 LEVEL_FRAME_SECONDS = 0.01  # frames of the level envelope that finds the steady part
 RELEASE_DROP_DB = 6.0       # the steady part ends where the level stays this far below
                             # the sustain level: the note's own release
@@ -285,10 +286,11 @@ def _held_penalty(held_db, sustain_db: float):
 
 
 def _flattening_gain(mono: np.ndarray, frame: int) -> np.ndarray:
-    """Per-sample gain that cancels the level trend of `mono` (a loop body): the line
-    fitted to its level (`_LevelTrend`: dB per `frame` samples) inverted, 0 dB at the
-    start, at most `MAX_COMPENSATION_DB` at the end. A fit, not the two ends' levels: a
-    GANSynth note's level wanders several dB from one 20 ms frame to the next."""
+    """Per-sample gain that cancels the decay of `mono` (a loop body): the line fitted to
+    its level (`_LevelTrend`: dB per `frame` samples) inverted, 0 dB at the start, at
+    most `MAX_COMPENSATION_DB` at the end; 1 where the level rises (a swell wraps to a
+    softer start: a dip, not a re-attack). A fit, not the two ends' levels: a GANSynth
+    note's level wanders several dB from one 20 ms frame to the next."""
     n = len(mono)
     frame = max(1, min(frame, n // 4))
     _, trend, _ = _LevelTrend(mono, frame).fit(0, n)
