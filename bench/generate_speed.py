@@ -6,7 +6,7 @@ next to the same-run baselines: "unfused" runs Magenta's op order (materialise t
 x2 nearest-neighbour upscale, then the 3x3 conv) instead of our fused sub-pixel
 conv0, "eager" runs without compilation; the machine's peak is measured with a
 large matmul and large convolutions; Magenta's TF1 time measured on these 2-core
-machines (REFERENCE.md: 110 ms/note at batch 8) is quoted.
+machines (docs/magenta-reference.md: 110 ms/note at batch 8) is quoted.
 
 Weights are random: speed does not depend on their values.
 
@@ -26,7 +26,7 @@ import tensorflow as tf  # noqa: E402
 import gansynth_live as gl  # noqa: E402
 from gansynth_live.networks import EqualizedConv2D, Generator, upscale  # noqa: E402
 
-MAGENTA_TF1_MS_PER_NOTE = {1: 119.0, 8: 110.0, 16: 103.0}  # REFERENCE.md section 5
+MAGENTA_TF1_MS_PER_NOTE = {1: 119.0, 8: 110.0, 16: 103.0}  # docs/magenta-reference.md section 5
 
 
 def generator_flops(config: gl.ModelConfig, num_pitches: int) -> float:

@@ -18,7 +18,7 @@ stable stages got their own step), timed alternately with it; the same-run basel
 "G fwd": the generator's forward pass alone at the same batch and stage; "step/G": how
 many generator forwards one training iteration costs (D, gradient penalty, backprop,
 Adam, EMA). Quoted reference rows: Magenta's TF1 code training a 1 s config like
-mel_prog_1s on these 2-core machines (REFERENCE.md section 5; all blocks in one graph,
+mel_prog_1s on these 2-core machines (docs/magenta-reference.md section 5; all blocks in one graph,
 batch 16).
 
 TensorFlow's oneDNN kernels are on unless `--onednn 0` (training/train.py turns them on;
@@ -59,7 +59,7 @@ from training.train import Trainer, image_dataset, pitch_counts  # noqa: E402
 BATCH = 8  # Magenta's batch_size_schedule; --batch changes it
 INSTRUMENTS = {"piano": 0, "violin": 40}  # General MIDI programs
 PITCHES = (60, 62, 64, 65)
-# REFERENCE.md section 5: Magenta TF1, 1 s 128 x 256 config, 7 resolutions, batch 16.
+# docs/magenta-reference.md section 5: Magenta TF1, 1 s 128 x 256 config, 7 resolutions, batch 16.
 MAGENTA_TF1 = {"Magenta TF1 1 s, fmap_max 32": 6.7, "Magenta TF1 1 s, fmap_max 16": 15.6}
 
 

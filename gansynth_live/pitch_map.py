@@ -7,7 +7,7 @@ the mel-IF image), repeated over time and box-downscaled to every block's
 resolution. Convolutions are translation-equivariant, so a one-hot vector tells
 them *which* pitch but not *where* on the frequency axis it belongs; the map says
 where. Trained on a 2-core CPU, a small generator conditioned by the one-hot alone
-never learned pitch (REFERENCE.md section 5, training/default_model/README.md).
+never learned pitch (docs/magenta-reference.md section 5, training/default_model/README.md).
 
 Magenta's configs leave it off, so their checkpoints load unchanged.
 """

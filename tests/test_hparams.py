@@ -15,7 +15,7 @@ def resolve(config="mel_prog_hires", **overrides):
 
 def test_defaults_are_magentas_mel_prog_hires():
     hparams, config = resolve()
-    magenta = {  # REFERENCE.md section 1, Training
+    magenta = {  # docs/magenta-reference.md section 1, Training
         "total_num_images": 11_000_000, "stable_stage_num_images": 800_000,
         "transition_stage_num_images": 800_000, "batch_size_schedule": [8],
         "train_progressive": True, "generator_learning_rate": 8e-4,

@@ -1,4 +1,4 @@
-"""The progressive schedule against Magenta's formulas (REFERENCE.md section 1, Training)."""
+"""The progressive schedule against Magenta's formulas (docs/magenta-reference.md section 1, Training)."""
 import math
 
 import pytest
@@ -10,7 +10,7 @@ M = 1_000_000
 
 
 def magenta_progress(images: int, stable: int, transition: int, num_blocks: int) -> float:
-    """compute_progress as REFERENCE.md states it, written out independently."""
+    """compute_progress as docs/magenta-reference.md states it, written out independently."""
     capped = min(max(images, 0), num_blocks * stable + (num_blocks - 1) * transition - 1)
     period = stable + transition
     return math.floor(capped / period) + max(0.0, (capped % period - stable) / transition)

@@ -12,7 +12,7 @@ from typing import Any
 
 from gansynth_live.config import ModelConfig, preset
 
-# Magenta mel_prog_hires training values (REFERENCE.md section 1) and the forks' additions.
+# Magenta mel_prog_hires training values (docs/magenta-reference.md section 1) and the forks' additions.
 TRAINING_DEFAULTS: dict[str, Any] = {
     # where things are
     "train_data_path": None,  # data.tfrecord, a dataset dir, or a folder of note WAVs
@@ -45,7 +45,7 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "generator_ac_loss_weight": 10.0,
     "discriminator_ac_loss_weight": 10.0,
     # Not in Magenta (off by default): a dense pitch classifier on the time-averaged
-    # normalised magnitude, added to the AC logits. REFERENCE.md section 5 measured that
+    # normalised magnitude, added to the AC logits. docs/magenta-reference.md section 5:
     # the PGGAN classifier alone learns pitch very slowly at small sizes.
     "discriminator_pitch_head": False,
     # A run directory to start from when this run has no checkpoint yet: its weights,
