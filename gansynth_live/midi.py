@@ -18,6 +18,7 @@ import bisect
 import dataclasses
 import os
 from collections import defaultdict, deque
+from typing import Sequence
 
 import mido
 
@@ -178,4 +179,17 @@ def read_midi(path: os.PathLike | str, *, include_drums: bool = False) -> MidiSc
                      unterminated_notes=unterminated, path=path)
 
 
-__all__ = ["DRUM_CHANNEL", "MidiFileError", "MidiScore", "Note", "TempoMap", "read_midi"]
+MAX_RESAMPLE = 12  # semitones a pitch a model lacks may be played from its nearest pitch
+
+
+def nearest_pitch(pitch: int, vocabulary: Sequence[int], max_distance: int = MAX_RESAMPLE
+                  ) -> int | None:
+    """The pitch of `vocabulary` nearest to `pitch` (ties: the lower, played faster), or
+    None when it is more than `max_distance` semitones away. The live server and
+    gansynth-generate both play a pitch a model lacks from this one, resampled."""
+    nearest = min(vocabulary, key=lambda p: (abs(p - pitch), p))
+    return int(nearest) if abs(nearest - pitch) <= max_distance else None
+
+
+__all__ = ["DRUM_CHANNEL", "MAX_RESAMPLE", "MidiFileError", "MidiScore", "Note", "TempoMap",
+           "nearest_pitch", "read_midi"]

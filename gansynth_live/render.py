@@ -41,7 +41,8 @@ import soxr
 from gansynth_live.envelope import DEFAULTS as ENVELOPE_DEFAULTS
 from gansynth_live.envelope import Envelope
 from gansynth_live.latent import slerp
-from gansynth_live.midi import MidiFileError, MidiScore, Note, read_midi
+from gansynth_live.midi import (MAX_RESAMPLE, MidiFileError, MidiScore, Note, nearest_pitch,
+                                read_midi)
 from gansynth_live.model import Model
 from gansynth_live.model_dir import ModelLoadError, load_model
 from gansynth_live.sustain import (DEFAULT_SUSTAIN_MODE, SUSTAIN_MODES, check_sustain_mode,
@@ -51,7 +52,6 @@ PROG = "gansynth-generate"
 CLIP_FILE = "generated_clip.wav"
 LATENTS_FILE = "latents.npz"
 MAX_VELOCITY = 127.0
-DEFAULT_MAX_RESAMPLE = 12  # semitones a note may be resampled from the nearest model pitch
 
 
 class RenderError(Exception):
@@ -124,7 +124,7 @@ class PitchPlan(NamedTuple):
 
 
 def plan_pitch(pitch: int, vocabulary: Sequence[int], *, octave_shift: bool = False,
-               max_resample: int = DEFAULT_MAX_RESAMPLE, skip_missing: bool = False
+               max_resample: int = MAX_RESAMPLE, skip_missing: bool = False
                ) -> PitchPlan | None:
     """How to play `pitch` with a model whose pitches are `vocabulary`, or None (skip).
 
@@ -138,9 +138,8 @@ def plan_pitch(pitch: int, vocabulary: Sequence[int], *, octave_shift: bool = Fa
         return PitchPlan(fitted, 0)
     if skip_missing or max_resample <= 0:
         return None
-    nearest = min(vocabulary, key=lambda p: (abs(p - pitch), p))
-    shift = pitch - nearest
-    return PitchPlan(int(nearest), int(shift)) if abs(shift) <= max_resample else None
+    nearest = nearest_pitch(pitch, vocabulary, max_resample)
+    return None if nearest is None else PitchPlan(nearest, int(pitch - nearest))
 
 
 def describe_pitches(pitches: Sequence[int]) -> str:
@@ -231,7 +230,7 @@ def render_midi(model: Model, notes: Sequence[Note], *, envelope: Envelope | Non
                 anchors: np.ndarray | None = None, times: np.ndarray | None = None,
                 seed: int | None = None, secs_per_instrument: float = 6.0,
                 batch_size: int = 8, sustain: str = DEFAULT_SUSTAIN_MODE,
-                octave_shift: bool = False, max_resample: int = DEFAULT_MAX_RESAMPLE,
+                octave_shift: bool = False, max_resample: int = MAX_RESAMPLE,
                 skip_missing: bool = False, normalize: bool = False,
                 progress: bool = False) -> RenderResult:
     """Render `notes` with `model` into one mix.
@@ -564,9 +563,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="loop: a note sounds until its note-off plus its release, repeating a loop of "
         "its rendered audio; natural: the rendered audio once (default "
         f"{DEFAULT_SUSTAIN_MODE})")
-    add("max_resample", type=_int_at_least(0), default=DEFAULT_MAX_RESAMPLE,
+    add("max_resample", type=_int_at_least(0), default=MAX_RESAMPLE,
         metavar="N", help="a pitch the model lacks is made from the nearest pitch it has, "
-        f"resampled, up to N semitones away (default {DEFAULT_MAX_RESAMPLE}); farther "
+        f"resampled, up to N semitones away (default {MAX_RESAMPLE}); farther "
         "notes are skipped")
     add("skip_missing", action="store_true", help="skip notes whose pitch the model lacks "
         "instead of resampling them")

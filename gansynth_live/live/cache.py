@@ -51,11 +51,11 @@ class NoteCache:
                 self._entries.move_to_end((point, pitch))
             return audio
 
-    def put(self, point: GridPoint, pitch: int, audio: RenderedNote,
+    def put(self, point: GridPoint, pitch: int, note: RenderedNote,
             keep_points: frozenset[GridPoint] | set[GridPoint] = frozenset()) -> None:
         """Store a note, then evict least recently used entries to fit the budget, except
         those of the grid points in `keep_points`."""
-        audio.samples.setflags(write=False)
+        note.samples.setflags(write=False)
         key = (point, pitch)
         with self._lock:
             old = self._entries.pop(key, None)
@@ -63,9 +63,9 @@ class NoteCache:
                 self.bytes -= old.nbytes
             else:
                 self._pitch_count[point] += 1
-            self._entries[key] = audio
+            self._entries[key] = note
             self._points_by_pitch[pitch][point] = None
-            self.bytes += audio.nbytes
+            self.bytes += note.nbytes
             excess = self.bytes - self.budget_bytes
             victims = []
             for k, a in self._entries.items():  # least recently used first

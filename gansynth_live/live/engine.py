@@ -29,12 +29,12 @@ from gansynth_live.live.renderer import InProcessRenderer
 from gansynth_live.live.timbre import GridPoint, TimbreState
 from gansynth_live.live.voices import LATENCY_RING, Mixer, NoteStart, velocity_gain
 from gansynth_live.live.worker import RenderJob, RenderWorker
+from gansynth_live.midi import MAX_RESAMPLE, nearest_pitch
 from gansynth_live.model import Model
 from gansynth_live.sustain import (DEFAULT_SUSTAIN_MODE, MAX_LOOP_SECONDS, RenderedNote,
                                    check_sustain_mode)
 
 RETRY_FAILED_AFTER_S = 5.0  # a note whose render failed is not retried sooner
-MAX_RESAMPLE = 12  # a pitch the model lacks plays from a model pitch at most this far away
 
 
 class Engine:
@@ -128,8 +128,8 @@ class Engine:
             raise ValueError(f"pitch must be 0..127, got {pitch}")
         if pitch in self.model._label_of:
             return pitch, pitch
-        source = min(self.model.pitches, key=lambda p: (abs(p - pitch), p))
-        if abs(source - pitch) > MAX_RESAMPLE:
+        source = nearest_pitch(pitch, self.model.pitches)
+        if source is None:
             raise ValueError(f"pitch {pitch} is more than {MAX_RESAMPLE} semitones from the "
                              f"model's pitches {self.model.pitches[0]}..{self.model.pitches[-1]}")
         return pitch, source
