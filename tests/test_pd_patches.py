@@ -104,6 +104,20 @@ def test_abstraction_sends_the_osc_table(tmp_path):
         assert ("/status", []) in srv.messages
 
 
+def test_notify_1_subscribes_the_reply_port(tmp_path):
+    """`notify 1` is `notify`: /notify 1 <reply port> (and the reply port stays what it was)."""
+    with FakeOscServer() as srv:
+        reply_port = free_udp_port()
+        with PdSession(tmp_path, server_port=srv.port, reply_port=reply_port) as pd:
+            assert srv.wait_for("/notify")
+            pd.send("gs notify 1")
+            pd.send("gs notify")
+            assert srv.wait_for("/notify", count=3)
+            assert not pd.errors()
+    notifies = [p for a, p in srv.messages if a == "/notify"]
+    assert notifies[1:] == [[1.0, float(reply_port)]] * 2
+
+
 def test_abstraction_outlet_gives_replies_as_pd_messages(tmp_path):
     with FakeOscServer() as srv:
         with PdSession(tmp_path, server_port=srv.port, reply_port=free_udp_port()) as pd:
