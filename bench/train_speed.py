@@ -4,7 +4,7 @@ For each architecture (`tiny`, `mel_prog_1s`, `mel_prog_hires`) and each number 
 builds the compiled training iteration with `Trainer.make_step(num_blocks, batch)` (default
 Magenta's batch 8: one G step, EMA update, one D step with gradient penalty) and times it on real
 data: 8 TimGM6mb notes (piano and violin, pitches 60 62 64 65) rendered at the config's
-length, written by `training.make_dataset` and read through `train.image_dataset` as in
+length, written by `training.make_dataset` and read through `trainer.image_dataset` as in
 training, with Magenta's 61-pitch label vocabulary (24..84). A transition stage shares its
 compiled step with the stable stage after it, so one row per block count covers every
 stage; progress is that of the stable stage.
@@ -21,7 +21,7 @@ Adam, EMA). Quoted reference rows: Magenta's TF1 code training a 1 s config like
 mel_prog_1s on these 2-core machines (docs/magenta-reference.md section 5; all blocks in one graph,
 batch 16).
 
-TensorFlow's oneDNN kernels are on unless `--onednn 0` (training/train.py turns them on;
+TensorFlow's oneDNN kernels are on unless `--onednn 0` (training/trainer.py turns them on;
 TensorFlow itself leaves them off on CPUs without AVX512-VNNI). Measured on the 2-core
 machine, mel_prog_1s at 7 blocks, batch 16 (images/s, median of alternated runs):
 Eigen, tensor progress 1.6; Eigen, fixed 1.7; oneDNN, tensor progress 4.4; oneDNN, fixed 4.8.
@@ -54,7 +54,7 @@ import tensorflow as tf  # noqa: E402
 from training import make_dataset  # noqa: E402
 from training.hparams import resolve_hparams  # noqa: E402
 from training.soundfont import render_note  # noqa: E402
-from training.train import Trainer, image_dataset, pitch_counts  # noqa: E402
+from training.trainer import Trainer, image_dataset, pitch_counts  # noqa: E402
 
 BATCH = 8  # Magenta's batch_size_schedule; --batch changes it
 INSTRUMENTS = {"piano": 0, "violin": 40}  # General MIDI programs

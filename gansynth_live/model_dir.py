@@ -9,8 +9,9 @@ Layout (format version 1):
       generator.npz    generator EMA weights keyed by Magenta TF1 variable names
       meta.json        (optional) the dataset's meta.json, kept for reference
 
-`load_model` also accepts a Magenta GANSynth training directory (see
-`gansynth_live.magenta_checkpoint`) and, with no path, the embedded default model.
+`load_model` also accepts a gansynth-train run directory (`gansynth_live.training_run`),
+a Magenta GANSynth training directory (`gansynth_live.magenta_checkpoint`) and, with
+no path, the embedded default model.
 """
 from __future__ import annotations
 
@@ -164,12 +165,14 @@ def load_model_dir(path: os.PathLike | str, **model_options: Any) -> Model:
 
 
 def load_model(path: os.PathLike | str | None = None, **model_options: Any) -> Model:
-    """Load a model: a project model directory, a Magenta GANSynth training directory,
-    or (no path) the embedded default model.
+    """Load a model: a project model directory, a gansynth-train run directory (the newest
+    intact checkpoint), a Magenta GANSynth training directory, or (no path) the embedded
+    default model.
 
     Raises `ModelLoadError` naming the path and what is wrong.
     """
     from gansynth_live import magenta_checkpoint  # imports TF1 checkpoint reading only here
+    from gansynth_live import training_run
 
     if path is None:
         if not (DEFAULT_MODEL_DIR / CONFIG_FILE).exists():
@@ -184,8 +187,11 @@ def load_model(path: os.PathLike | str | None = None, **model_options: Any) -> M
         raise ModelLoadError(path, "not a directory")
     if (path / CONFIG_FILE).exists() or (path / WEIGHTS_FILE).exists():
         return load_model_dir(path, **model_options)
+    if training_run.is_training_run(path):
+        return training_run.load_training_run(path, **model_options)
     if magenta_checkpoint.is_magenta_dir(path):
         return magenta_checkpoint.load_magenta_dir(path, **model_options)
-    raise ModelLoadError(path, f"neither a gansynth-live model directory ({CONFIG_FILE} + "
-                               f"{WEIGHTS_FILE}) nor a Magenta GANSynth training directory "
+    raise ModelLoadError(path, f"not a gansynth-live model directory ({CONFIG_FILE} + "
+                               f"{WEIGHTS_FILE}), a gansynth-train run (experiment.json + "
+                               f"checkpoints/) or a Magenta GANSynth training directory "
                                f"(experiment.json + stage_NNNNN/model.ckpt-N)")

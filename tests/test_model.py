@@ -142,7 +142,7 @@ def test_non_model_paths(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(gl.ModelLoadError, match="not a directory"):
         gl.load_model(tmp_path / "file")
-    with pytest.raises(gl.ModelLoadError, match="neither a gansynth-live model directory"):
+    with pytest.raises(gl.ModelLoadError, match="not a gansynth-live model directory"):
         gl.load_model(tmp_path)
 
 

@@ -16,7 +16,8 @@ import pytest
 import tensorflow as tf
 
 import gansynth_live as gl
-from training import postprocess_model, train
+from gansynth_live import training_run
+from training import postprocess_model, train, trainer
 from training.hparams import resolve_hparams
 from training_helpers import TINY_ARCHITECTURE
 from test_magenta_checkpoint import magenta_dir  # noqa: F401  (a fixture)
@@ -56,20 +57,22 @@ def project_run(tmp_path_factory):
     hparams, config = resolve_hparams("tiny", {
         "train_data_path": os.fspath(base / "data"), "train_root_dir": os.fspath(root),
         "train_meta_path": os.fspath(meta_path), **TINY_ARCHITECTURE})
-    counts = train.pitch_counts(hparams)
-    train.prepare_run_dir(hparams, config, counts)
-    trainer = train.Trainer(hparams, config, counts, tf.distribute.get_strategy(),
-                            log=lambda message: None)
-    gan, rng = trainer.gan, np.random.default_rng(0)
+    counts = trainer.pitch_counts(hparams)
+    trainer.prepare_run_dir(hparams, config, counts)
+    run = trainer.Trainer(hparams, config, counts, tf.distribute.get_strategy(),
+                          log=lambda message: None)
+    manager = tf.train.CheckpointManager(run.checkpoint, root / training_run.CHECKPOINT_DIR,
+                                         max_to_keep=3, checkpoint_name="ckpt")
+    gan, rng = run.gan, np.random.default_rng(0)
     weights = {}
     for number in (10, 9):
         for variable in gan.ema_generator.trainable_variables:
             variable.assign(variable + rng.normal(0, 0.1, variable.shape).astype(np.float32))
         gan.images_seen.assign(number)
-        trainer.manager.save(checkpoint_number=number)
+        manager.save(checkpoint_number=number)
         weights[number] = {n: v.numpy() for n, v in gan.ema_generator.named_variables().items()}
-    trainer.writer.close()
-    folder = root / train.CHECKPOINT_DIR
+    run.writer.close()
+    folder = root / training_run.CHECKPOINT_DIR
     for name in os.listdir(folder):
         if name.startswith("ckpt-10."):
             shutil.copyfile(folder / name, folder / name.replace("ckpt-10.", "ckpt-2."))
@@ -108,7 +111,7 @@ def test_execute_keeps_the_newest_by_number_and_the_result_moves(run_copy, capsy
     assert "done: the directory is a model for gansynth-live" in out
     folder = root / "checkpoints"
     assert checkpoint_files(folder) == ["ckpt-10.data-00000-of-00001", "ckpt-10.index"]
-    assert (folder / "checkpoint").read_text() == (
+    assert (folder / "checkpoint").read_text().startswith(
         'model_checkpoint_path: "ckpt-10"\nall_model_checkpoint_paths: "ckpt-10"\n')
     assert (root / "meta.json").read_bytes() == meta_path.read_bytes()
     experiment = json.loads((root / "experiment.json").read_text())
@@ -137,28 +140,39 @@ def test_execute_keeps_the_newest_by_number_and_the_result_moves(run_copy, capsy
         os.fspath(moved / "checkpoints" / "ckpt-10")
 
 
-def test_unreadable_newest_checkpoint_deletes_nothing(run_copy, capsys):
-    root, meta_path, _ = run_copy
-    data = root / "checkpoints" / "ckpt-10.data-00000-of-00001"
-    with open(data, "r+b") as f:  # flip bytes in the middle: the bundle checksum fails
-        f.seek(data.stat().st_size // 2)
-        f.write(b"\xff" * 64)
-    files = checkpoint_files(root / "checkpoints")
-    state = (root / "checkpoints" / "checkpoint").read_text()
+def test_a_damaged_newest_checkpoint_is_named_and_the_next_older_exported(run_copy, capsys):
+    root, meta_path, weights = run_copy
+    index = root / "checkpoints" / "ckpt-10.index"
+    with open(index, "r+b") as f:  # flip bytes in the middle: the block checksum fails
+        f.seek(index.stat().st_size // 2)
+        f.write(b"\xff" * 16)
+    code, out, err = run(capsys, "--ckpt_dir", root, "--meta_path", meta_path)
+    assert code == 0, err
+    folder = root / "checkpoints"
+    assert f"export the EMA generator of {folder / 'ckpt-9'} (9 images)" in out
+    assert f"delete {index} (it does not restore: " in out
     code, out, err = run(capsys, "--ckpt_dir", root, "--meta_path", meta_path, "--execute")
-    assert code == 1
-    assert err.startswith("gansynth-postprocess: error: ") and err.count("\n") == 1, err
-    assert "ckpt-10" in err and "Checksum does not match" in err
-    assert checkpoint_files(root / "checkpoints") == files
-    assert (root / "checkpoints" / "checkpoint").read_text() == state
-    assert not (root / "config.json").exists() and not (root / "meta.json").exists()
-    assert "done" not in out
+    assert code == 0, err
+    assert checkpoint_files(folder) == ["ckpt-9.data-00000-of-00001", "ckpt-9.index"]
+    model = gl.load_model(root)
+    exported = {n: v.numpy() for n, v in model.generator.named_variables().items()}
+    assert all(np.array_equal(exported[n], weights[9][n]) for n in weights[9])
+
+
+def test_a_run_without_meta_json_postprocesses(run_copy, capsys):
+    """A run trained straight from a folder of WAVs has no dataset meta.json."""
+    root, _, _ = run_copy
+    code, out, err = run(capsys, "--ckpt_dir", root, "--execute")
+    assert code == 0, err
+    assert "copy" not in out and not (root / "meta.json").exists()
+    assert json.loads((root / "config.json").read_text())["provenance"]["dataset_meta"] is None
+    assert gl.load_model(root).pitches == PITCHES
 
 
 def test_failed_verification_deletes_nothing(run_copy, capsys):
     root, meta_path, _ = run_copy
     experiment = json.loads((root / "experiment.json").read_text())
-    gan = train.GAN(experiment["hparams"], gl.ModelConfig.from_dict(experiment["architecture"]),
+    gan = trainer.GAN(experiment["hparams"], gl.ModelConfig.from_dict(experiment["architecture"]),
                     list(PITCHES))
     checkpoint = tf.train.Checkpoint(gan=gan)
     checkpoint.read(os.fspath(root / "checkpoints" / "ckpt-10")).assert_existing_objects_matched()
@@ -182,7 +196,7 @@ def test_failed_verification_deletes_nothing(run_copy, capsys):
     (lambda root, meta: meta.write_text("{oops"), "not valid JSON"),
     (lambda root, meta: (root / "experiment.json").unlink(), "no experiment.json"),
     (lambda root, meta: [p.unlink() for p in (root / "checkpoints").glob("*.index")],
-     "no complete checkpoint"),
+     "no checkpoint restores in checkpoints/ (ckpt-10: "),
 ])
 def test_unusable_input_is_one_clear_error(run_copy, capsys, tmp_path, breakage, message):
     root, meta_path, _ = run_copy
@@ -228,7 +242,7 @@ def test_magenta_execute_keeps_the_newest_stage_and_number(magenta_dir, magenta_
     stage = root / "stage_00002"
     assert checkpoint_files(stage) == ["model.ckpt-10.data-00000-of-00001",
                                        "model.ckpt-10.index", "model.ckpt-10.meta"]
-    assert (stage / "checkpoint").read_text() == (
+    assert (stage / "checkpoint").read_text().startswith(
         'model_checkpoint_path: "model.ckpt-10"\n'
         'all_model_checkpoint_paths: "model.ckpt-10"\n')
     assert "/cluster/" not in (stage / "checkpoint").read_text()

@@ -4,7 +4,7 @@ import math
 import pytest
 
 from training.hparams import TRAINING_DEFAULTS
-from training.schedule import Schedule
+from gansynth_live.schedule import Schedule
 
 M = 1_000_000
 

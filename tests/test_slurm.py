@@ -49,7 +49,8 @@ case {outcome} in
   complete) echo "training complete: 11000000 images";;
   time) echo "time limit reached at 4000 images; checkpoint saved";;
   fail) echo "gansynth-train: error: hparam seed = 'x': expected int" >&2; exit 1;;
-  slow) echo "stage 0 images 8"; sleep 3;;
+  slow) trap 'echo "stopped by SIGUSR1 at 8 images; checkpoint saved"; exit 0' USR1
+        echo "stage 0 images 8"; sleep 10 & wait;;
 esac""",
     }
     for name, body in scripts.items():
@@ -106,7 +107,7 @@ def test_a_failed_run_is_not_requeued(tmp_path):
     assert "expected int" in proc.stdout + proc.stderr
 
 
-def test_usr1_before_the_time_limit_requeues(tmp_path):
+def test_usr1_before_the_time_limit_stops_training_with_a_checkpoint_then_requeues(tmp_path):
     env = {**fake_slurm(tmp_path, "UNLIMITED", "slow")}
     proc = subprocess.Popen([BASH, os.fspath(SCRIPT)], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -118,6 +119,7 @@ def test_usr1_before_the_time_limit_requeues(tmp_path):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "USR1" in err
+    assert "stopped by SIGUSR1" in out  # passed on to gansynth-train, which saved and stopped
     assert (tmp_path / "scontrol.calls").read_text() == "requeue 4242\n"
 
 

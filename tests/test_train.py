@@ -27,10 +27,11 @@ import pytest
 import tensorflow as tf
 
 import gansynth_live as gl
+from gansynth_live import training_run
 from gansynth_live.config import ModelConfig
-from training import make_dataset, postprocess_model, train
+from training import make_dataset, postprocess_model, train, trainer
 from training.hparams import resolve_hparams
-from training.schedule import Schedule
+from gansynth_live.schedule import Schedule
 from training.warm_start import warm_start
 from training_helpers import NOTE_SAMPLES, PITCHES, TINY_ARCHITECTURE, render_note_folder
 
@@ -48,13 +49,13 @@ CKPT = re.compile(r"^ckpt-(\d+)\.index$")
 # Helpers -------------------------------------------------------------------------------------
 
 def checkpoint_numbers(root: Path) -> set[int]:
-    folder = root / train.CHECKPOINT_DIR
+    folder = root / training_run.CHECKPOINT_DIR
     names = os.listdir(folder) if folder.is_dir() else []
     return {int(m.group(1)) for name in names if (m := CKPT.match(name))}
 
 
 def latest_images(root: Path) -> int:
-    prefix = tf.train.latest_checkpoint(os.fspath(root / train.CHECKPOINT_DIR))
+    prefix = tf.train.latest_checkpoint(os.fspath(root / training_run.CHECKPOINT_DIR))
     reader = tf.train.load_checkpoint(prefix)
     return int(reader.get_tensor("gan/images_seen/.ATTRIBUTES/VARIABLE_VALUE"))
 
@@ -69,12 +70,12 @@ def read_events(path: Path) -> list[tuple[int, str, str, np.ndarray]]:
     return out
 
 
-def restore_gan(root: Path) -> train.GAN:
-    experiment = json.loads((root / train.EXPERIMENT_FILE).read_text())
-    vocabulary = json.loads((root / train.VOCABULARY_FILE).read_text())
-    gan = train.GAN(experiment["hparams"], ModelConfig.from_dict(experiment["architecture"]),
+def restore_gan(root: Path) -> trainer.GAN:
+    experiment = json.loads((root / training_run.EXPERIMENT_FILE).read_text())
+    vocabulary = json.loads((root / training_run.VOCABULARY_FILE).read_text())
+    gan = trainer.GAN(experiment["hparams"], ModelConfig.from_dict(experiment["architecture"]),
                     [int(p) for p in vocabulary["pitches"]])
-    prefix = tf.train.latest_checkpoint(os.fspath(root / train.CHECKPOINT_DIR))
+    prefix = tf.train.latest_checkpoint(os.fspath(root / training_run.CHECKPOINT_DIR))
     tf.train.Checkpoint(gan=gan).read(prefix).assert_existing_objects_matched()
     return gan
 
@@ -139,7 +140,7 @@ def resumed_run(dataset, tmp_path_factory):
     killed_log = log_path.read_text()
     try:
         killed_at = latest_images(root)
-        events_before = set(os.listdir(root / train.SUMMARY_DIR))
+        events_before = set(os.listdir(root / training_run.SUMMARY_DIR))
         code, out, err = run_main(argv)  # the same command again
     except Exception as e:  # say what the killed run did, then fail
         raise AssertionError(f"{e!r} after kill -9 at checkpoints {sorted(seen)}; killed "
@@ -161,7 +162,7 @@ def test_kill_9_then_the_same_command_resumes_at_the_checkpoint(resumed_run):
     assert 64 in r.seen
     assert any(n not in (64, 128, 256) for n in r.seen), r.seen
     assert 64 < r.killed_at < 256
-    prefix = os.fspath(r.root / train.CHECKPOINT_DIR / f"ckpt-{r.killed_at}")
+    prefix = os.fspath(r.root / training_run.CHECKPOINT_DIR / f"ckpt-{r.killed_at}")
     assert f"resumed from {prefix} at {r.killed_at} images of 256" in r.log
     # The same schedule position: the stage the checkpoint lies in, not stage 0.
     schedule = Schedule.from_hparams(
@@ -175,7 +176,7 @@ def test_kill_9_then_the_same_command_resumes_at_the_checkpoint(resumed_run):
 
 def test_the_resumed_run_counts_on_from_the_checkpoint(resumed_run):
     r = resumed_run
-    summaries = r.root / train.SUMMARY_DIR
+    summaries = r.root / training_run.SUMMARY_DIR
     new_files = set(os.listdir(summaries)) - r.events_before
     assert len(new_files) == 1
     steps = sorted({step for step, *_ in read_events(summaries / new_files.pop())})
@@ -186,25 +187,25 @@ def test_the_resumed_run_counts_on_from_the_checkpoint(resumed_run):
 
 def test_run_directory_layout(resumed_run):
     root = resumed_run.root
-    experiment = json.loads((root / train.EXPERIMENT_FILE).read_text())
+    experiment = json.loads((root / training_run.EXPERIMENT_FILE).read_text())
     hparams, config = resolve_hparams("tiny", json.loads(resumed_run.argv[-1]))
     assert experiment == {"hparams": hparams, "architecture": config.to_dict()}
     assert experiment["architecture"]["spec_shape"] == [16, 64]
     assert experiment["architecture"]["audio_length"] == NOTE_SAMPLES
-    vocabulary = json.loads((root / train.VOCABULARY_FILE).read_text())
+    vocabulary = json.loads((root / training_run.VOCABULARY_FILE).read_text())
     assert vocabulary == {"pitches": list(PITCHES),
                           "pitch_counts": {str(p): 2 for p in PITCHES}}
-    files = os.listdir(root / train.CHECKPOINT_DIR)
+    files = os.listdir(root / training_run.CHECKPOINT_DIR)
     assert "checkpoint" in files
     assert 1 <= len(checkpoint_numbers(root)) <= 3  # max_to_keep
     assert all(name == "checkpoint" or name.startswith("ckpt-") for name in files)
-    assert len(os.listdir(root / train.SUMMARY_DIR)) == 2  # one per process
+    assert len(os.listdir(root / training_run.SUMMARY_DIR)) == 2  # one per process
     assert not [n for n in os.listdir(root) if n.endswith(".tmp")]
 
 
 def test_tensorboard_summaries(resumed_run):
     root = resumed_run.root
-    events = [e for path in sorted((root / train.SUMMARY_DIR).iterdir()) for e in read_events(path)]
+    events = [e for path in sorted((root / training_run.SUMMARY_DIR).iterdir()) for e in read_events(path)]
     plugins = {tag: plugin for _, tag, plugin, _ in events}
     assert SCALAR_TAGS <= set(plugins)
     assert all(plugins[tag] == "scalars" for tag in SCALAR_TAGS)
@@ -232,8 +233,8 @@ def test_ema_generator_trails_the_trained_generator(resumed_run):
     gan = restore_gan(resumed_run.root)
     assert int(gan.images_seen.numpy()) == 256
     raw, ema = values(gan.generator.named_variables()), values(gan.ema_generator.named_variables())
-    experiment = json.loads((resumed_run.root / train.EXPERIMENT_FILE).read_text())
-    fresh = train.GAN(experiment["hparams"], ModelConfig.from_dict(experiment["architecture"]),
+    experiment = json.loads((resumed_run.root / training_run.EXPERIMENT_FILE).read_text())
+    fresh = trainer.GAN(experiment["hparams"], ModelConfig.from_dict(experiment["architecture"]),
                       list(PITCHES))
     init = values(fresh.generator.named_variables())
     assert distance(values(fresh.ema_generator.named_variables()), init) == 0  # starts equal
@@ -273,16 +274,16 @@ def test_rerunning_a_finished_run_takes_this_runs_learning_rates(resumed_run, tm
     shutil.copytree(resumed_run.root, root)
     hparams, config = resolve_hparams("tiny", run_hparams(
         resumed_run.dataset, root, generator_learning_rate=1e-4, discriminator_learning_rate=2e-4))
-    counts = train.pitch_counts(hparams)
-    train.prepare_run_dir(hparams, config, counts)  # learning rates are not resume keys
+    counts = trainer.pitch_counts(hparams)
+    trainer.prepare_run_dir(hparams, config, counts)  # learning rates are not resume keys
     messages = []
-    trainer = train.Trainer(hparams, config, counts, tf.distribute.get_strategy(),
-                            log=messages.append)
-    assert trainer.train() == 256
+    gan_trainer = trainer.Trainer(hparams, config, counts, tf.distribute.get_strategy(),
+                                log=messages.append)
+    assert gan_trainer.train() == 256
     assert messages[0].startswith("resumed from") and messages[-1] == "training complete: 256 images"
-    assert float(trainer.gan.g_optimizer.learning_rate) == pytest.approx(1e-4)
-    assert float(trainer.gan.d_optimizer.learning_rate) == pytest.approx(2e-4)
-    assert int(trainer.gan.g_optimizer.iterations.numpy()) == 32  # restored, not reset
+    assert float(gan_trainer.gan.g_optimizer.learning_rate) == pytest.approx(1e-4)
+    assert float(gan_trainer.gan.d_optimizer.learning_rate) == pytest.approx(2e-4)
+    assert int(gan_trainer.gan.g_optimizer.iterations.numpy()) == 32  # restored, not reset
 
 
 # Refusals and errors through main(argv) ------------------------------------------------------
@@ -311,7 +312,6 @@ def test_resuming_with_other_schedule_hparams_is_refused(resumed_run, capsys):
     ({"channel_mode": "surround"}, "auto", "channel_mode = 'surround'"),
     ({"train_min_pitch": 90, "train_max_pitch": 100}, "auto", "no training notes with pitch in 90..100"),
     ({"train_data_path": "/nonexistent/data"}, "auto", "/nonexistent/data does not exist"),
-    ({}, "sideways", "--strategy 'sideways'"),
     ({"train_pitch_weights": {"50-51": 2}}, "auto",
      r"train_pitch_weights names pitches \[50, 51\] that have no training notes "
      r"\(the vocabulary is \[60, 62, 64, 65\]\)"),
@@ -325,6 +325,14 @@ def test_bad_hparams_exit_1_with_one_line_naming_them(dataset, tmp_path, capsys,
     assert err.count("\n") == 1 and err.startswith("gansynth-train: error: "), err
     assert re.search(message, err), err
     assert "Traceback" not in out + err
+
+
+def test_bad_flags_are_refused_before_tensorflow_loads(capsys):
+    for argv, message in [(["--strategy", "sideways"], "argument --strategy: invalid choice"),
+                          (["--config", "huge"], "argument --config: invalid choice")]:
+        with pytest.raises(SystemExit) as exit_info:
+            train.parse_args(argv)
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_data_without_vocabulary_pitches_is_an_error_not_a_hang(dataset, tmp_path, capsys):
@@ -350,10 +358,10 @@ def vocabulary_hparams(**overrides):
 
 
 def test_pitch_counts_from_dataset_json(dataset):
-    assert train.pitch_counts(vocabulary_hparams(train_data_path=os.fspath(dataset))) == \
+    assert trainer.pitch_counts(vocabulary_hparams(train_data_path=os.fspath(dataset))) == \
         {60: 2, 62: 2, 64: 2, 65: 2}
     # A record file directly: its folder's dataset.json.
-    assert train.pitch_counts(vocabulary_hparams(
+    assert trainer.pitch_counts(vocabulary_hparams(
         train_data_path=os.fspath(dataset / "data.tfrecord"), train_min_pitch=61,
         train_max_pitch=64)) == {62: 2, 64: 2}
 
@@ -362,7 +370,7 @@ def test_pitch_counts_from_meta_json_filter_sources_and_range(dataset, tmp_path)
     meta_path = os.fspath(dataset / "meta.json")
     hp = vocabulary_hparams(train_data_path=os.fspath(dataset), train_meta_path=meta_path,
                             train_max_pitch=64)
-    assert train.pitch_counts(hp) == {60: 2, 62: 2, 64: 2}
+    assert trainer.pitch_counts(hp) == {60: 2, 62: 2, 64: 2}
     meta = {  # SopiMlab / NSynth style: sources 0 acoustic, 1 electronic, 2 synthetic
         "a_40": {"pitch": 40, "instrument_source": 0}, "b_40": {"pitch": 40, "instrument_source": 1},
         "c_41": {"pitch": 41, "instrument_source": 2}, "d_42": {"pitch": 42},  # no source: 0
@@ -371,14 +379,14 @@ def test_pitch_counts_from_meta_json_filter_sources_and_range(dataset, tmp_path)
     path = tmp_path / "meta.json"
     path.write_text(json.dumps(meta))
     hp = vocabulary_hparams(train_data_path="unused", train_meta_path=os.fspath(path))
-    assert train.pitch_counts(hp) == {40: 1, 42: 1}
+    assert trainer.pitch_counts(hp) == {40: 1, 42: 1}
     hp["train_instrument_sources"] = [1, 2]
-    assert train.pitch_counts(hp) == {40: 1, 41: 1}
+    assert trainer.pitch_counts(hp) == {40: 1, 41: 1}
     hp.update(train_instrument_sources=[0, 1, 2], train_min_pitch=0, train_max_pitch=127)
-    assert train.pitch_counts(hp) == {20: 1, 40: 2, 41: 1, 42: 1, 90: 1}
+    assert trainer.pitch_counts(hp) == {20: 1, 40: 2, 41: 1, 42: 1, 90: 1}
     hp.update(train_instrument_sources=[5])
-    with pytest.raises(train.HparamsError, match="no training notes with pitch in 0..127"):
-        train.pitch_counts(hp)
+    with pytest.raises(trainer.HparamsError, match="no training notes with pitch in 0..127"):
+        trainer.pitch_counts(hp)
 
 
 def test_a_wav_folder_trains_with_its_names_as_the_vocabulary(dataset, tmp_path):
@@ -387,11 +395,11 @@ def test_a_wav_folder_trains_with_its_names_as_the_vocabulary(dataset, tmp_path)
     (folder / "notes.txt").write_text("not audio")
     hparams, config = resolve_hparams("tiny", {"train_data_path": os.fspath(folder),
                                                "train_root_dir": "unused", **TINY_ARCHITECTURE})
-    counts = train.pitch_counts(hparams)
+    counts = trainer.pitch_counts(hparams)
     assert counts == {60: 1, 67: 1}
-    converter = train.SpecgramConverter(config.sample_rate, config.audio_length,
+    converter = trainer.SpecgramConverter(config.sample_rate, config.audio_length,
                                         config.spec_shape, config.channels)
-    images, labels = next(iter(train.image_dataset(hparams, config, converter, counts, 2, 0)))
+    images, labels = next(iter(trainer.image_dataset(hparams, config, converter, counts, 2, 0)))
     assert images.shape == (2, 16, 64, 2) and sorted(labels.numpy()) == [0, 1]
     assert float(tf.reduce_max(tf.abs(images))) <= 1.0
 
@@ -400,15 +408,15 @@ def test_pitch_weights_shape_the_real_and_the_generated_batches(dataset, tmp_pat
     # 2 notes at each of 60 62 64 65; 60 weighted 4: drawn 4 / 7 of the time, not 1 / 4.
     hparams, config = resolve_hparams("tiny", run_hparams(
         dataset, tmp_path / "run", train_pitch_weights={"60": 4}))
-    counts = train.pitch_counts(hparams)
-    converter = train.SpecgramConverter(config.sample_rate, config.audio_length,
+    counts = trainer.pitch_counts(hparams)
+    converter = trainer.SpecgramConverter(config.sample_rate, config.audio_length,
                                         config.spec_shape, config.channels)
-    batches = train.image_dataset(hparams, config, converter, counts, 8, seed=0).take(150)
+    batches = trainer.image_dataset(hparams, config, converter, counts, 8, seed=0).take(150)
     labels = np.concatenate([labels.numpy() for _, labels in batches])
     shares = np.bincount(labels, minlength=4) / len(labels)
     assert shares == pytest.approx([4 / 7, 1 / 7, 1 / 7, 1 / 7], abs=0.05), shares
-    trainer = train.Trainer(hparams, config, counts, tf.distribute.get_strategy(), log=print)
-    generated = trainer._sample_labels(4000).numpy()
+    gan_trainer = trainer.Trainer(hparams, config, counts, tf.distribute.get_strategy(), log=print)
+    generated = gan_trainer._sample_labels(4000).numpy()
     assert np.bincount(generated, minlength=4) / 4000 == pytest.approx(
         [4 / 7, 1 / 7, 1 / 7, 1 / 7], abs=0.03)
 
@@ -422,12 +430,12 @@ def test_a_pitch_weight_error_leaves_no_run_directory(dataset, tmp_path, capsys)
 
 def test_the_ema_warning_is_for_stages_still_ahead_only():
     schedule = Schedule(6, 5000, 5000, 400000, (16,))  # the last of 11 stages from 50,000
-    warning = train.ema_lag_warning(0.998, schedule, images=49999)
+    warning = trainer.ema_lag_warning(0.998, schedule, images=49999)
     assert warning and "remembers about 8000 images" in warning and "0.9904" in warning
-    assert train.ema_lag_warning(0.998, schedule, images=50000) is None  # nothing to outlast
-    assert train.ema_lag_warning(0.99, schedule, 0) is None
+    assert trainer.ema_lag_warning(0.998, schedule, images=50000) is None  # nothing to outlast
+    assert trainer.ema_lag_warning(0.99, schedule, 0) is None
     flat = Schedule(6, 5000, 5000, 400000, (16,), progressive=False)
-    assert train.ema_lag_warning(0.998, flat, images=0) is None
+    assert trainer.ema_lag_warning(0.998, flat, images=0) is None
 
 
 def test_a_pitch_map_run_trains_postprocesses_and_generates(dataset, tmp_path):
@@ -437,7 +445,7 @@ def test_a_pitch_map_run_trains_postprocesses_and_generates(dataset, tmp_path):
     assert code == 0, err
     # 64-image stages are far shorter than the default average's memory (8 / 0.001 images).
     assert "warning: generator_ema_decay 0.999 remembers about 8000 images" in out
-    experiment = json.loads((root / train.EXPERIMENT_FILE).read_text())
+    experiment = json.loads((root / training_run.EXPERIMENT_FILE).read_text())
     assert experiment["architecture"]["pitch_map"] is True
     gan = restore_gan(root)
     assert gan.conditional and int(gan.images_seen.numpy()) == 256
@@ -465,7 +473,7 @@ def test_warm_start_adds_the_if_pitch_map_to_a_trained_run(dataset, tmp_path):
     new_hparams = run_hparams(dataset, new_root, pitch_map=True, pitch_map_if=True,
                               warm_start_from=os.fspath(old_root))
     hparams, config = resolve_hparams("tiny", new_hparams)
-    gan = train.GAN(hparams, config, list(PITCHES))
+    gan = trainer.GAN(hparams, config, list(PITCHES))
     warm_start(gan, hparams, config, list(PITCHES), old_root)
     assert int(gan.images_seen.numpy()) == 128
     z = tf.random.stateless_normal([4, config.latent_size], seed=[1, 2])
@@ -494,7 +502,7 @@ def test_warm_start_adds_the_if_pitch_map_to_a_trained_run(dataset, tmp_path):
         code, _, err = run_main(["--config", "tiny", "--hparams", json.dumps(
             {**new_hparams, "train_root_dir": os.fspath(root), **bad})])
         assert code == 1 and message in err, err
-        assert not list((root / train.CHECKPOINT_DIR).glob("ckpt-*"))
+        assert not list((root / training_run.CHECKPOINT_DIR).glob("ckpt-*"))
 
 
 # MirroredStrategy over two logical CPU devices ----------------------------------------------
@@ -506,17 +514,17 @@ MIRRORED_SCRIPT = textwrap.dedent("""
 
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from training import train
+    from training import trainer
     from training.hparams import resolve_hparams
 
     hparams, config = resolve_hparams("tiny", json.loads(sys.argv[1]))
-    counts = train.pitch_counts(hparams)
-    train.prepare_run_dir(hparams, config, counts)
+    counts = trainer.pitch_counts(hparams)
+    trainer.prepare_run_dir(hparams, config, counts)
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    trainer = train.Trainer(hparams, config, counts, strategy, log=print)
-    gan = trainer.gan
+    gan_trainer = trainer.Trainer(hparams, config, counts, strategy, log=print)
+    gan = gan_trainer.gan
     init = {n: v.numpy() for n, v in gan.ema_generator.named_variables().items()}
-    images = trainer.train()
+    images = gan_trainer.train()
 
     def replicas(variable):
         return [np.asarray(c.numpy()) for c in variable.values]
@@ -556,7 +564,7 @@ def test_mirrored_strategy_on_two_logical_cpus(dataset, tmp_path):
     assert 0 < result["ema_moved"] < result["raw_moved"]
     assert "training complete: 32 images" in proc.stdout
     # Losses are finite; summaries at 16 and 32 images.
-    (event_file,) = (root / train.SUMMARY_DIR).iterdir()
+    (event_file,) = (root / training_run.SUMMARY_DIR).iterdir()
     scalars = [(step, tag, v) for step, tag, plugin, v in read_events(event_file)
                if plugin == "scalars"]
     assert {step for step, *_ in scalars} == {16, 32}
@@ -608,6 +616,6 @@ def test_two_slurm_workers_stop_together_and_resume(dataset, tmp_path):
     losses = [re.findall(r"D [\d.-]+ G [\d.-]+", log) for log in logs]
     assert losses[0] and losses[0] == losses[1]
     assert latest_images(root) == 48
-    assert len(os.listdir(root / train.SUMMARY_DIR)) == 2  # one per attempt, chief only
+    assert len(os.listdir(root / training_run.SUMMARY_DIR)) == 2  # one per attempt, chief only
     assert sorted(os.listdir(root)) == ["checkpoints", "experiment.json", "pitches.json",
                                         "summaries"]

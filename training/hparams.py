@@ -12,6 +12,16 @@ from typing import Any
 
 from gansynth_live.config import ModelConfig, preset
 
+# What each --config preset (gansynth_live.config.PRESETS) is for, as gansynth-train --help says.
+PRESET_PURPOSES: dict[str, str] = {
+    "mel_prog_hires": "Magenta's model: 4 s notes, 128 x 1024 mel-IF image (a GPU job)",
+    "mel_prog_1s": "1 s notes on a 128 x 256 image, narrow layers: trains on a CPU",
+    "mel_prog_1s_pitch_map": "mel_prog_1s with pitch maps (learns pitch on a CPU)",
+    "mel_prog_1s_pitch_map_if": "pitch maps with instantaneous frequency, for low octaves",
+    "mel_prog_1s_hires_pitch_map_if": "the default model's: 1 s, 32 x 1024 image, pitch maps",
+    "tiny": "a debug model: every code path in seconds (tests)",
+}
+
 # Magenta mel_prog_hires training values (docs/magenta-reference.md section 1) and the forks' additions.
 TRAINING_DEFAULTS: dict[str, Any] = {
     # where things are
@@ -54,7 +64,9 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "warm_start_from": None,
     # bookkeeping
     "save_summaries_num_images": 10_000,
-    "save_checkpoint_secs": 600,
+    # Magenta saves every 600 s; 300 loses at most 5 minutes to a kill -9 or power cut
+    # (Ctrl-C, SIGTERM and Slurm's warning signal save at once).
+    "save_checkpoint_secs": 300,
     "fake_batch_size": 61,
     "seed": 0,
 }

@@ -1,13 +1,15 @@
 """Turn a training run into a small, movable model directory (SopiMlab's postprocess step).
 
-    python training/postprocess_model.py --ckpt_dir mymodel --meta_path mydataset/meta.json
-    python training/postprocess_model.py --ckpt_dir mymodel --meta_path mydataset/meta.json --execute
+    python training/postprocess_model.py --ckpt_dir mymodel [--meta_path mydataset/meta.json]
+    python training/postprocess_model.py --ckpt_dir mymodel [--meta_path ...] --execute
 
 Without --execute it only lists what it would do. With it, for a gansynth-train run:
 
-1. export the EMA generator of the newest complete checkpoint (step numbers compared
-   as numbers) as config.json + generator.npz, so `gl.load_model(mymodel)` works;
-2. copy meta.json in;
+1. export the EMA generator of the newest intact checkpoint (step numbers compared
+   as numbers; one that does not restore is skipped and deleted) as config.json +
+   generator.npz, so the directory is a small model directory;
+2. copy the dataset's meta.json in, when --meta_path names one (a run trained straight
+   from a folder of WAVs has none);
 3. strip machine paths (train_root_dir, train_data_path, train_meta_path) from experiment.json;
 4. load the exported model and generate a note: nothing is deleted unless this works;
 5. delete the older checkpoints (the newest stays, so training can still resume).
@@ -31,6 +33,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+
+from gansynth_live import training_run
 
 MACHINE_PATH_KEYS = ("train_root_dir", "train_data_path", "train_meta_path")
 _CKPT_FILE = re.compile(r"^(?:model\.)?ckpt-(\d+)\.(?:index|data-\d+-of-\d+|meta)$")
@@ -74,12 +78,6 @@ def strip_machine_paths(experiment_path: Path) -> None:
     os.replace(tmp, experiment_path)
 
 
-def write_checkpoint_state(folder: Path, prefix: str) -> None:
-    """A `checkpoint` file naming only `prefix`, relative, so the folder can move."""
-    (folder / "checkpoint").write_text(f'model_checkpoint_path: "{prefix}"\n'
-                                       f'all_model_checkpoint_paths: "{prefix}"\n')
-
-
 def verify_loads(model_dir: Path) -> None:
     import gansynth_live as gl
     model = gl.load_model(model_dir)
@@ -88,98 +86,86 @@ def verify_loads(model_dir: Path) -> None:
         raise PostprocessError(f"{model_dir}: the exported model generates invalid audio")
 
 
-def plan_project_run(ckpt_dir: Path, meta_path: Path) -> Plan:
-    from training.train import CHECKPOINT_DIR, EXPERIMENT_FILE
+def newest_snapshot(ckpt_dir: Path) -> training_run.RunSnapshot:
+    """The run's newest checkpoint that restores (its EMA generator as a Model)."""
+    from gansynth_live.model_dir import ModelLoadError
 
-    folder = ckpt_dir / CHECKPOINT_DIR
-    numbers = checkpoint_numbers(folder)
-    if not numbers:
-        raise PostprocessError(f"{folder}: no complete checkpoint (ckpt-N.index + .data)")
-    newest = numbers[0]
+    try:
+        return training_run.read_training_run(ckpt_dir)
+    except ModelLoadError as e:
+        raise PostprocessError(str(e)) from None
+
+
+def copy_meta_step(plan: Plan, meta_path: Path | None, target: Path) -> None:
+    if meta_path is not None:
+        plan.add(f"copy {meta_path} to {target / 'meta.json'}",
+                 lambda: shutil.copyfile(meta_path, target / "meta.json"))
+
+
+def plan_project_run(ckpt_dir: Path, meta_path: Path | None) -> Plan:
+    folder = ckpt_dir / training_run.CHECKPOINT_DIR
+    snapshot = newest_snapshot(ckpt_dir)
+    keep = snapshot.checkpoint
     plan = Plan()
-    plan.add(f"export the EMA generator of {folder / f'ckpt-{newest}'} to "
+    plan.add(f"export the EMA generator of {keep} ({snapshot.images} images) to "
              f"{ckpt_dir}/config.json + generator.npz",
-             lambda: export_generator(ckpt_dir, folder / f"ckpt-{newest}", meta_path))
-    plan.add(f"copy {meta_path} to {ckpt_dir / 'meta.json'}",
-             lambda: shutil.copyfile(meta_path, ckpt_dir / "meta.json"))
-    plan.add(f"strip {', '.join(MACHINE_PATH_KEYS)} from {ckpt_dir / EXPERIMENT_FILE}",
-             lambda: strip_machine_paths(ckpt_dir / EXPERIMENT_FILE))
+             lambda: export_generator(ckpt_dir, snapshot, meta_path))
+    copy_meta_step(plan, meta_path, ckpt_dir)
+    plan.add(f"strip {', '.join(MACHINE_PATH_KEYS)} from {ckpt_dir / training_run.EXPERIMENT_FILE}",
+             lambda: strip_machine_paths(ckpt_dir / training_run.EXPERIMENT_FILE))
     plan.add(f"load {ckpt_dir} and generate a note (stop here if that fails)",
              lambda: verify_loads(ckpt_dir))
-    for path in files_of_other_checkpoints(folder, newest):
-        plan.add(f"delete {path}", path.unlink)
-    plan.add(f"rewrite {folder / 'checkpoint'} to name only ckpt-{newest}",
-             lambda: write_checkpoint_state(folder, f"ckpt-{newest}"))
+    damaged = dict(snapshot.skipped)
+    for prefix in training_run.checkpoint_prefixes(folder):
+        if prefix != keep:
+            why = f" (it does not restore: {damaged[prefix]})" if prefix in damaged else ""
+            for path in training_run.checkpoint_files(prefix):
+                plan.add(f"delete {path}{why}", path.unlink)
+    plan.add(f"rewrite {folder / 'checkpoint'} to name only {keep.name}",
+             lambda: training_run.write_checkpoint_index(folder, [keep]))
     return plan
 
 
-def build_model(ckpt_dir: Path, prefix: Path, meta_path: Path):
-    """The `gl.Model` (EMA generator) of checkpoint `prefix` of run `ckpt_dir`, and its provenance."""
-    import tensorflow as tf
-
-    import gansynth_live as gl
-    from gansynth_live.config import ModelConfig
-    from training.schedule import Schedule
-    from training.train import EXPERIMENT_FILE, GAN, VOCABULARY_FILE
-
-    experiment = json.loads((ckpt_dir / EXPERIMENT_FILE).read_text())
-    vocabulary = json.loads((ckpt_dir / VOCABULARY_FILE).read_text())
-    config = ModelConfig.from_dict(experiment["architecture"])
-    hparams = experiment["hparams"]
-    gan = GAN(hparams, config, [int(p) for p in vocabulary["pitches"]])
-    tf.train.Checkpoint(gan=gan).read(os.fspath(prefix)).expect_partial()
-    counts = {int(p): n for p, n in vocabulary["pitch_counts"].items()}
-    images = int(gan.images_seen.numpy())
-    schedule = Schedule.from_hparams(hparams, config.num_resolutions)
-    stage = schedule.stage_of(images)
-    progress = schedule.progress(images, schedule.num_blocks(stage))
-    model = gl.Model(config, vocabulary["pitches"], generator=gan.ema_generator,
-                     name=ckpt_dir.name, pitch_counts=counts,
-                     progress=None if progress >= config.num_resolutions - 1 else progress)
-    provenance = {"trained_images": images, "checkpoint": prefix.name,
-                  "dataset_meta": meta_path.name}
-    return model, provenance
+def provenance(snapshot: training_run.RunSnapshot, meta_path: Path | None) -> dict:
+    return {"trained_images": snapshot.images, "checkpoint": snapshot.checkpoint.name,
+            "dataset_meta": meta_path.name if meta_path else None}
 
 
-def export_generator(ckpt_dir: Path, prefix: Path, meta_path: Path) -> None:
+def export_generator(ckpt_dir: Path, snapshot: training_run.RunSnapshot,
+                     meta_path: Path | None) -> None:
     """Write config.json + generator.npz (EMA weights) into ckpt_dir, atomically per file."""
     import gansynth_live as gl
 
-    model, provenance = build_model(ckpt_dir, prefix, meta_path)
-    staging = gl.save_model(model, ckpt_dir.parent / f".{ckpt_dir.name}.export",
-                            overwrite=True, provenance=provenance)
+    snapshot.model.name = ckpt_dir.name
+    staging = gl.save_model(snapshot.model, ckpt_dir.parent / f".{ckpt_dir.name}.export",
+                            overwrite=True, provenance=provenance(snapshot, meta_path))
     for name in ("generator.npz", "config.json"):  # config last: it marks the dir loadable
         os.replace(staging / name, ckpt_dir / name)
     shutil.rmtree(staging)
 
 
-def export_to(ckpt_dir: Path, prefix: Path, meta_path: Path, out_dir: Path, name: str) -> None:
+def export_to(snapshot: training_run.RunSnapshot, meta_path: Path | None, out_dir: Path) -> None:
     """Write a separate model directory `out_dir` (replaced atomically); the run is untouched."""
     import gansynth_live as gl
 
-    model, provenance = build_model(ckpt_dir, prefix, meta_path)
-    model.name = name
-    gl.save_model(model, out_dir, meta_path=meta_path, overwrite=True, provenance=provenance)
+    snapshot.model.name = out_dir.name
+    gl.save_model(snapshot.model, out_dir, meta_path=meta_path, overwrite=True,
+                  provenance=provenance(snapshot, meta_path))
 
 
-def plan_export(ckpt_dir: Path, meta_path: Path, out_dir: Path) -> Plan:
-    """--export_to: the newest checkpoint as a model directory elsewhere; nothing deleted."""
-    from training.train import CHECKPOINT_DIR
-
-    folder = ckpt_dir / CHECKPOINT_DIR
-    numbers = checkpoint_numbers(folder)
-    if not numbers:
-        raise PostprocessError(f"{folder}: no complete checkpoint (ckpt-N.index + .data)")
-    prefix = folder / f"ckpt-{numbers[0]}"
+def plan_export(ckpt_dir: Path, meta_path: Path | None, out_dir: Path) -> Plan:
+    """--export_to: the newest intact checkpoint as a model directory elsewhere; nothing deleted."""
+    snapshot = newest_snapshot(ckpt_dir)
     plan = Plan()
-    plan.add(f"export the EMA generator of {prefix} with {meta_path} to {out_dir} "
+    plan.add(f"export the EMA generator of {snapshot.checkpoint} ({snapshot.images} images)"
+             f"{' with ' + os.fspath(meta_path) if meta_path else ''} to {out_dir} "
              f"(replacing it atomically; the run is not changed)",
-             lambda: export_to(ckpt_dir, prefix, meta_path, out_dir, out_dir.name))
+             lambda: export_to(snapshot, meta_path, out_dir))
     plan.add(f"load {out_dir} and generate a note", lambda: verify_loads(out_dir))
     return plan
 
 
-def plan_magenta_run(ckpt_dir: Path, meta_path: Path) -> Plan:
+def plan_magenta_run(ckpt_dir: Path, meta_path: Path | None) -> Plan:
     stages = sorted((int(p.name.split("_")[1]), p) for p in ckpt_dir.iterdir()
                     if p.is_dir() and re.match(r"^stage_\d+$", p.name))
     keep = next(((stage, folder, checkpoint_numbers(folder)[0]) for stage, folder in reversed(stages)
@@ -188,8 +174,7 @@ def plan_magenta_run(ckpt_dir: Path, meta_path: Path) -> Plan:
         raise PostprocessError(f"{ckpt_dir}: no stage folder holds a complete model.ckpt-N")
     _, keep_folder, number = keep
     plan = Plan()
-    plan.add(f"copy {meta_path} to {ckpt_dir / 'meta.json'}",
-             lambda: shutil.copyfile(meta_path, ckpt_dir / "meta.json"))
+    copy_meta_step(plan, meta_path, ckpt_dir)
     plan.add(f"strip {', '.join(MACHINE_PATH_KEYS)} from {ckpt_dir / 'experiment.json'}",
              lambda: strip_machine_paths(ckpt_dir / "experiment.json"))
     plan.add(f"load {ckpt_dir} and generate a note (stop here if that fails)",
@@ -200,20 +185,22 @@ def plan_magenta_run(ckpt_dir: Path, meta_path: Path) -> Plan:
     for path in files_of_other_checkpoints(keep_folder, number):
         plan.add(f"delete {path}", path.unlink)
     plan.add(f"rewrite {keep_folder / 'checkpoint'} to name only model.ckpt-{number}",
-             lambda: write_checkpoint_state(keep_folder, f"model.ckpt-{number}"))
+             lambda: training_run.write_checkpoint_index(
+                 keep_folder, [keep_folder / f"model.ckpt-{number}"]))
     return plan
 
 
-def make_plan(ckpt_dir: Path, meta_path: Path, export_dir: Path | None = None) -> Plan:
+def make_plan(ckpt_dir: Path, meta_path: Path | None, export_dir: Path | None = None) -> Plan:
     if not ckpt_dir.is_dir():
         raise PostprocessError(f"--ckpt_dir {ckpt_dir}: not a directory")
-    if not meta_path.is_file():
-        raise PostprocessError(f"--meta_path {meta_path}: no such file")
-    try:
-        json.loads(meta_path.read_text())
-    except (OSError, ValueError) as e:
-        raise PostprocessError(f"--meta_path {meta_path}: not valid JSON: {e}") from None
-    if (ckpt_dir / "checkpoints").is_dir() and (ckpt_dir / "experiment.json").exists():
+    if meta_path is not None:
+        if not meta_path.is_file():
+            raise PostprocessError(f"--meta_path {meta_path}: no such file")
+        try:
+            json.loads(meta_path.read_text())
+        except (OSError, ValueError) as e:
+            raise PostprocessError(f"--meta_path {meta_path}: not valid JSON: {e}") from None
+    if training_run.is_training_run(ckpt_dir):
         if export_dir is not None:
             return plan_export(ckpt_dir, meta_path, export_dir)
         return plan_project_run(ckpt_dir, meta_path)
@@ -229,7 +216,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="gansynth-postprocess",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--ckpt_dir", required=True, type=Path, help="the training run directory")
-    parser.add_argument("--meta_path", required=True, type=Path, help="the dataset's meta.json")
+    parser.add_argument("--meta_path", type=Path,
+                        help="the dataset's meta.json, copied into the model for reference "
+                             "(gansynth-make-dataset writes it; a run trained straight from a "
+                             "folder of WAVs has none)")
     parser.add_argument("--export_to", type=Path, metavar="DIR",
                         help="instead: export the newest checkpoint as a model directory DIR "
                              "and leave the run as it is (e.g. to ship a snapshot of a run "

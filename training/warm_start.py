@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import tensorflow as tf
 
+from gansynth_live import training_run
 from gansynth_live.config import ModelConfig
 
 
@@ -94,8 +96,8 @@ def _copy_optimizer(what: str, source, target) -> None:
     _copy_variables(what, list(source.variables), list(target.variables), widen_slot)
 
 
-def read_run(run_dir: str | Path) -> tuple[dict, ModelConfig, list[int], str]:
-    """(hparams, architecture, pitches, newest checkpoint path) of a gansynth-train run."""
+def read_run(run_dir: str | Path) -> tuple[dict, ModelConfig, list[int]]:
+    """(hparams, architecture, pitches) of a gansynth-train run that has checkpoints."""
     root = Path(run_dir)
     try:
         experiment = json.loads((root / "experiment.json").read_text())
@@ -103,20 +105,18 @@ def read_run(run_dir: str | Path) -> tuple[dict, ModelConfig, list[int], str]:
     except (OSError, ValueError, KeyError) as e:
         raise WarmStartError(f"warm_start_from {run_dir}: not a gansynth-train run "
                              f"(experiment.json and pitches.json): {e}") from None
-    checkpoint = tf.train.latest_checkpoint(str(root / "checkpoints"))
-    if checkpoint is None:
+    if not training_run.checkpoint_prefixes(root / training_run.CHECKPOINT_DIR):
         raise WarmStartError(f"warm_start_from {run_dir}: no checkpoint in {root / 'checkpoints'}")
-    return (experiment["hparams"], ModelConfig.from_dict(experiment["architecture"]),
-            pitches, checkpoint)
+    return (experiment["hparams"], ModelConfig.from_dict(experiment["architecture"]), pitches)
 
 
 def warm_start(gan, hparams: dict, config: ModelConfig, pitches: list[int],
                run_dir: str | Path) -> str:
-    """Fill `gan` (training.train.GAN) from the newest checkpoint of the run in `run_dir`;
-    returns that checkpoint's path."""
-    from training.train import GAN  # here, not at the top: train.py imports this module
+    """Fill `gan` (training.trainer.GAN) from the newest intact checkpoint of the run in
+    `run_dir`; returns that checkpoint's path."""
+    from training.trainer import GAN  # here, not at the top: trainer.py imports this module
 
-    old_hparams, old_config, old_pitches, checkpoint = read_run(run_dir)
+    old_hparams, old_config, old_pitches = read_run(run_dir)
     if old_pitches != list(pitches):
         raise WarmStartError(f"warm_start_from {run_dir}: its pitches {old_pitches[0]}.."
                              f"{old_pitches[-1]} ({len(old_pitches)}) differ from this run's "
@@ -129,7 +129,13 @@ def warm_start(gan, hparams: dict, config: ModelConfig, pitches: list[int],
     if bool(old_hparams.get("discriminator_pitch_head")) != bool(hparams["discriminator_pitch_head"]):
         raise WarmStartError(f"warm_start_from {run_dir}: discriminator_pitch_head must match")
     source = GAN(hparams, old_config, list(pitches))
-    tf.train.Checkpoint(gan=source).restore(checkpoint).assert_existing_objects_matched()
+    checkpoint, damaged = training_run.restore_newest(
+        Path(run_dir) / training_run.CHECKPOINT_DIR,
+        lambda prefix: tf.train.Checkpoint(gan=source).restore(prefix)
+        .assert_existing_objects_matched())
+    if checkpoint is None:
+        raise WarmStartError(f"warm_start_from {run_dir}: no checkpoint restores ("
+                             + "; ".join(f"{p.name}: {why}" for p, why in damaged) + ")")
     for what in ("generator", "discriminator", "ema_generator"):
         _copy_network(what, getattr(source, what), getattr(gan, what))
     _copy_optimizer("g_optimizer", source.g_optimizer, gan.g_optimizer)
@@ -139,7 +145,7 @@ def warm_start(gan, hparams: dict, config: ModelConfig, pitches: list[int],
                         gan.pitch_head.trainable_variables, _refuse_widening)
         _copy_optimizer("head_optimizer", source.head_optimizer, gan.head_optimizer)
     gan.images_seen.assign(source.images_seen)
-    return checkpoint
+    return os.fspath(checkpoint)
 
 
 def _refuse_widening(name: str, old: np.ndarray, new_shape: tuple) -> np.ndarray:
