@@ -12,6 +12,12 @@ The newest checkpoint of the highest stage is read, taking the generator's
 exponential-moving-average copies (`<name>/ExponentialMovingAverage`), which is
 what Magenta samples with. Checkpoint numbers are compared as numbers, and the
 `checkpoint` file's (often absolute, stale) paths are not trusted.
+
+A damaged directory is a `ModelLoadError` naming the file, and costs no more memory than
+the model it claims to be: only regular files are opened (a FIFO would block), the JSON
+files have size limits, the flags make a bounded `ModelConfig`, the data files must be
+as large as the tensors their index lists, and every tensor's stored shape is compared
+with the generator's before it is read.
 """
 from __future__ import annotations
 
@@ -19,13 +25,14 @@ import json
 import logging
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
-from gansynth_live.config import ModelConfig
+from gansynth_live.config import MAX_PITCHES, MAX_RESOLUTIONS, ModelConfig
 from gansynth_live.model import Model
 from gansynth_live.model_dir import ModelLoadError, assign_weights
 from gansynth_live.networks import GENERATOR_SCOPE, Generator, block_scope
@@ -35,6 +42,8 @@ log = logging.getLogger(__name__)
 EMA_SUFFIX = "/ExponentialMovingAverage"
 _STAGE_RE = re.compile(r"^stage_(\d+)$")
 _CKPT_RE = re.compile(r"^model\.ckpt-(\d+)\.index$")
+MAX_FLAGS_BYTES = 2**20  # experiment.json: some 100 flags
+MAX_META_BYTES = 256 * 2**20  # meta.json: NSynth's 300 k notes take 100 MB
 
 # Magenta's defaults for flags an experiment.json may leave out (lib/model.py set_flags).
 MAGENTA_DEFAULTS: dict[str, Any] = {
@@ -53,14 +62,35 @@ def is_magenta_dir(path: Path) -> bool:
         _STAGE_RE.match(p.name) for p in path.iterdir() if p.is_dir())
 
 
+def _file_problem(file: Path, max_bytes: int | None = None) -> str | None:
+    """Why `file` may not be opened: not a regular file (reading a FIFO blocks, a device
+    never ends) or larger than `max_bytes`. Only stat()s it."""
+    try:
+        info = file.stat()
+    except OSError as e:
+        return f"{file.name} is unreadable ({e.strerror or e})"
+    if not stat.S_ISREG(info.st_mode):
+        return f"{file.name} is not a regular file"
+    if max_bytes is not None and info.st_size > max_bytes:
+        return f"{file.name} is {info.st_size:,} bytes; at most {max_bytes:,}"
+    return None
+
+
+def _read_json(path: Path, file: Path, max_bytes: int) -> Any:
+    problem = _file_problem(file, max_bytes)
+    if problem:
+        raise ModelLoadError(path, problem)
+    try:
+        return json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise ModelLoadError(path, f"{file.name} is not valid JSON: {e}") from None
+
+
 def _read_flags(path: Path) -> dict[str, Any]:
     # Magenta's newer code reads experiment.json from the model dir, older code one level up.
     for candidate in (path / "experiment.json", path.parent / "experiment.json"):
         if candidate.exists():
-            try:
-                flags = json.loads(candidate.read_text())
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-                raise ModelLoadError(path, f"{candidate.name} is not valid JSON: {e}") from None
+            flags = _read_json(path, candidate, MAX_FLAGS_BYTES)
             if not isinstance(flags, dict):
                 raise ModelLoadError(path, f"{candidate.name} must hold a JSON object of flags")
             return {**MAGENTA_DEFAULTS, **flags}
@@ -69,6 +99,15 @@ def _read_flags(path: Path) -> dict[str, Any]:
 
 def config_from_flags(flags: dict[str, Any], path: Path) -> ModelConfig:
     """The architecture of a Magenta (or GANSynth-Stereo) run, from its flags."""
+    try:
+        return _config_from_flags(flags, path)
+    except ModelLoadError:
+        raise
+    except (TypeError, ValueError, OverflowError) as e:  # a flag of the wrong type
+        raise ModelLoadError(path, f"experiment.json: {e}") from None
+
+
+def _config_from_flags(flags: dict[str, Any], path: Path) -> ModelConfig:
     unsupported = {
         "data_type": ("mel",), "g_fn": ("specgram",), "scale_mode": ("ALL",), "scale_base": (2,),
         "simple_arch": (False,), "to_rgb_activation": ("tanh",),
@@ -93,6 +132,9 @@ def config_from_flags(flags: dict[str, Any], path: Path) -> ModelConfig:
         audio_length, channels = int(flags["audio_length"]), 1
     start = (int(flags["start_height"]), int(flags["start_width"]))
     num_resolutions = int(flags["num_resolutions"])
+    if not 1 <= num_resolutions <= MAX_RESOLUTIONS:  # before 2 ** (num_resolutions - 1)
+        raise ModelLoadError(path, f"experiment.json: num_resolutions = {num_resolutions} is "
+                                   f"not in 1..{MAX_RESOLUTIONS}")
     scale = 2 ** (num_resolutions - 1)
     try:
         return ModelConfig(sample_rate=sample_rate, audio_length=audio_length, channels=channels,
@@ -118,9 +160,34 @@ def latest_checkpoint(path: Path) -> tuple[str, int, int]:
                         if (m := _CKPT_RE.match(f.name))), reverse=True)
         for step in steps:
             prefix = stage_dir / f"model.ckpt-{step}"
-            if any(f.name.startswith(f"model.ckpt-{step}.data-") for f in stage_dir.iterdir()):
+            data = [f for f in stage_dir.iterdir()
+                    if f.name.startswith(f"model.ckpt-{step}.data-")]
+            if data:
+                for file in [stage_dir / f"model.ckpt-{step}.index"] + data:
+                    problem = _file_problem(file)
+                    if problem:
+                        raise ModelLoadError(path, f"{stage_dir.name}/{problem}")
                 return os.fspath(prefix), stage, step
     raise ModelLoadError(path, "no stage folder holds a complete model.ckpt-N (.index + .data)")
+
+
+def check_data_size(path: Path, prefix: str, shapes: dict[str, list[int]],
+                    dtypes: dict[str, Any]) -> None:
+    """Refuse data files smaller than the tensors the index lists (a truncated copy):
+    TensorFlow would fail on the first tensor past the end, after reading the others."""
+    listed = 0
+    for name, shape in shapes.items():
+        dtype = dtypes[name]
+        if dtype.is_numpy_compatible and dtype != tf.string:
+            listed += int(np.prod(shape, dtype=np.float64)) * dtype.size
+    data = [f for f in Path(prefix).parent.iterdir()
+            if f.name.startswith(Path(prefix).name + ".data-")]
+    stored = sum(f.stat().st_size for f in data)
+    if stored < listed:
+        names = ", ".join(sorted(os.path.relpath(f, path) for f in data))
+        raise ModelLoadError(path, f"{names} holds {stored:,} bytes but its index lists "
+                                   f"{listed:,} bytes of tensors (truncated, or a damaged "
+                                   f".index)")
 
 
 def pitch_vocabulary(path: Path, flags: dict[str, Any], num_pitches: int) -> list[int]:
@@ -128,14 +195,21 @@ def pitch_vocabulary(path: Path, flags: dict[str, Any], num_pitches: int) -> lis
 
     `num_pitches` (read off the checkpoint's conditioning width) must agree.
     """
-    lo, hi = int(flags["train_min_pitch"]), int(flags["train_max_pitch"])
+    try:
+        lo, hi = int(flags["train_min_pitch"]), int(flags["train_max_pitch"])
+    except (TypeError, ValueError, OverflowError) as e:
+        raise ModelLoadError(path, f"experiment.json: train_min_pitch / train_max_pitch: "
+                                   f"{e}") from None
+    if not 0 <= lo <= hi < MAX_PITCHES:
+        raise ModelLoadError(path, f"experiment.json: train_min_pitch..train_max_pitch = "
+                                   f"{lo}..{hi} is not a range of MIDI notes 0..127")
     meta_path = path / "meta.json"
     if meta_path.exists():
+        meta = _read_json(path, meta_path, MAX_META_BYTES)
         try:
-            meta = json.loads(meta_path.read_text())
             pitches = sorted({int(note["pitch"]) for note in meta.values()
                               if lo <= int(note["pitch"]) <= hi})
-        except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as e:
             raise ModelLoadError(path, f"meta.json is not a SopiMlab dataset meta: {e}") from None
         source = "meta.json"
     else:
@@ -153,29 +227,38 @@ def load_magenta_dir(path: os.PathLike | str, **model_options: Any) -> Model:
     flags = _read_flags(path)
     config = config_from_flags(flags, path)
     prefix, stage, step = latest_checkpoint(path)
+    name = os.path.relpath(prefix, path)  # stage_00006/model.ckpt-10, for the messages
     try:
         reader = tf.train.load_checkpoint(prefix)
         shapes = reader.get_variable_to_shape_map()
-    except (tf.errors.OpError, ValueError) as e:
-        raise ModelLoadError(path, f"{prefix} is unreadable: {e}") from None
+        dtypes = reader.get_variable_to_dtype_map()
+    except (tf.errors.OpError, ValueError, IndexError, RuntimeError) as e:
+        raise ModelLoadError(path, f"{name} is unreadable: {e}") from None
+    check_data_size(path, prefix, shapes, dtypes)
 
     first_kernel = f"{block_scope(GENERATOR_SCOPE, 1)}/conv0/conv2d/kernel"
-    if first_kernel not in shapes:
-        raise ModelLoadError(path, f"{prefix} has no generator variable {first_kernel}")
+    if first_kernel not in shapes or len(shapes[first_kernel]) != 4:
+        raise ModelLoadError(path, f"{name} has no generator variable {first_kernel}")
     num_pitches = shapes[first_kernel][2] - config.latent_size
     pitches = pitch_vocabulary(path, flags, num_pitches)
 
     generator = Generator(config, len(pitches))
     wanted = generator.named_variables()
-    use_ema = all(name + EMA_SUFFIX in shapes for name in wanted)
+    use_ema = all(n + EMA_SUFFIX in shapes for n in wanted)
     if not use_ema:
         log.warning("%s has no ExponentialMovingAverage copies; using the raw generator "
                     "weights", prefix)
+    stored = {n: n + EMA_SUFFIX if use_ema else n for n in wanted}
+    for n, variable in wanted.items():  # before reading: a damaged shape can be huge
+        if stored[n] in shapes and tuple(shapes[stored[n]]) != tuple(variable.shape):
+            raise ModelLoadError(path, f"{name}: {stored[n]} has shape "
+                                       f"{tuple(shapes[stored[n]])}, the config needs "
+                                       f"{tuple(variable.shape)}")
     try:
-        weights = {name: reader.get_tensor(name + EMA_SUFFIX if use_ema else name)
-                   for name in wanted if (name + EMA_SUFFIX if use_ema else name) in shapes}
-    except tf.errors.OpError as e:
-        raise ModelLoadError(path, f"{prefix} is corrupt: {e}") from None
+        weights = {n: reader.get_tensor(stored[n]) for n in wanted if stored[n] in shapes}
+    except (tf.errors.OpError, ValueError, IndexError, RuntimeError) as e:
+        # TensorFlow reports a short read as IndexError, a checksum mismatch as DataLoss.
+        raise ModelLoadError(path, f"{name} is corrupt: {e}") from None
     assign_weights(generator, {k: np.asarray(v) for k, v in weights.items()}, path,
                    os.path.basename(prefix))
     return Model(config, pitches, generator=generator,

@@ -11,11 +11,15 @@
 - Notes still sounding at the end of the file end at the file's end (the last event of
   any track); note-offs without a note-on are ignored (counted).
 - Channel index 9 (MIDI channel 10, General MIDI drums) is skipped unless asked for.
+- Bounded: a file over `MAX_FILE_BYTES` is refused before it is parsed (mido keeps every
+  event in memory, about 400 bytes each), and so is a tempo of 0 (every later event
+  would fall at the same instant).
 """
 from __future__ import annotations
 
 import bisect
 import dataclasses
+import io
 import os
 from collections import defaultdict, deque
 from typing import Sequence
@@ -24,6 +28,9 @@ import mido
 
 DRUM_CHANNEL = 9  # 0-based index of MIDI channel 10
 DEFAULT_TEMPO = 500000  # microseconds per beat (120 bpm)
+# Real MIDI files are kilobytes to a few megabytes; 4 MiB of the densest events (3 bytes
+# each) is 1.4 M events, which mido holds in about 600 MB.
+MAX_FILE_BYTES = 4 * 2**20
 
 
 class MidiFileError(ValueError):
@@ -118,7 +125,15 @@ def read_midi(path: os.PathLike | str, *, include_drums: bool = False) -> MidiSc
     if os.path.isdir(path):
         raise MidiFileError(path, "is a directory")
     try:
-        midi = mido.MidiFile(path, clip=True)
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)  # at most that much, also from a pipe
+    except OSError as e:
+        raise MidiFileError(path, f"unreadable ({e.strerror or e})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise MidiFileError(path, f"larger than {MAX_FILE_BYTES // 2**20} MiB, the most "
+                                  f"this program reads")
+    try:
+        midi = mido.MidiFile(file=io.BytesIO(data), clip=True)
     except Exception as e:  # noqa: BLE001 - a corrupt file can make mido raise anything
         reason = str(e) or type(e).__name__
         if isinstance(e, EOFError):
@@ -132,8 +147,13 @@ def read_midi(path: os.PathLike | str, *, include_drums: bool = False) -> MidiSc
         raise MidiFileError(path, "the file has no tracks")
 
     def tempo_changes(tracks):
-        return [(tick, msg.tempo) for track in tracks for tick, msg in _absolute(track)
-                if msg.type == "set_tempo"]
+        changes = [(tick, msg.tempo) for track in tracks for tick, msg in _absolute(track)
+                   if msg.type == "set_tempo"]
+        for tick, tempo in changes:
+            if tempo <= 0:
+                raise MidiFileError(path, f"tempo 0 (set_tempo at tick {tick}): a beat "
+                                          f"cannot last 0 microseconds")
+        return changes
 
     shared = TempoMap(midi.ticks_per_beat, tempo_changes(midi.tracks)) if midi.type != 2 else None
     notes: list[Note] = []
@@ -191,5 +211,5 @@ def nearest_pitch(pitch: int, vocabulary: Sequence[int], max_distance: int = MAX
     return int(nearest) if abs(nearest - pitch) <= max_distance else None
 
 
-__all__ = ["DRUM_CHANNEL", "MAX_RESAMPLE", "MidiFileError", "MidiScore", "Note", "TempoMap",
-           "nearest_pitch", "read_midi"]
+__all__ = ["DRUM_CHANNEL", "MAX_FILE_BYTES", "MAX_RESAMPLE", "MidiFileError", "MidiScore",
+           "Note", "TempoMap", "nearest_pitch", "read_midi"]

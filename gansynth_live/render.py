@@ -19,20 +19,28 @@ distribution, each its own `generated_<i>.wav` (Magenta's behaviour).
 Either way `latents.npz` holds every latent vector used; `--latents latents.npz`
 renders them again (exactly, with the same batch size).
 
+Bad input is one error line, found before the slow parts: the arguments are parsed, the
+output directory probed and the MIDI file read and checked against the limits below
+(`MAX_PIECE_SECONDS`, `MAX_NOTES`, `MAX_INSTRUMENTS`) before TensorFlow is imported and
+the model loaded, so `--help` and a bad file answer in about a second.
+
 Also runnable as `python -m gansynth_live.render`.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import math
 import os
 import secrets
 import shutil
 import sys
 import tempfile
+import time
+import zipfile
 from pathlib import Path
-from typing import Callable, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence, TextIO
 
 import numpy as np
 import soundfile as sf
@@ -43,19 +51,47 @@ from gansynth_live.envelope import Envelope
 from gansynth_live.latent import slerp
 from gansynth_live.midi import (MAX_RESAMPLE, MidiFileError, MidiScore, Note, nearest_pitch,
                                 read_midi)
-from gansynth_live.model import Model
-from gansynth_live.model_dir import ModelLoadError, load_model
 from gansynth_live.sustain import (DEFAULT_SUSTAIN_MODE, SUSTAIN_MODES, check_sustain_mode,
                                    loop_note, looped)
+
+if TYPE_CHECKING:  # the model imports TensorFlow: only once the arguments are checked
+    from gansynth_live.model import Model
 
 PROG = "gansynth-generate"
 CLIP_FILE = "generated_clip.wav"
 LATENTS_FILE = "latents.npz"
 MAX_VELOCITY = 127.0
 
+# What a MIDI file or the flags may make a render allocate, checked before it is: the mix
+# is held in memory (4 bytes x channels x sample rate per second: 230 MB for an hour of
+# 16 kHz mono), each note keeps its latent vector, each instrument its anchor.
+MAX_PIECE_SECONDS = 3600.0
+MAX_NOTES = 100_000
+MAX_INSTRUMENTS = 100_000
+MAX_LATENTS_BYTES = 256 * 2**20  # a --latents file's arrays, read from their headers
+PROGRESS_INTERVAL_S = 10.0  # a progress line this often when stderr is not a terminal
+
 
 class RenderError(Exception):
     """Bad input to the renderer (the message is shown to the user as is)."""
+
+
+def load_model(path: os.PathLike | str | None) -> Model:
+    """`gansynth_live.load_model`, imported here so that TensorFlow loads only when a
+    model is needed (after the arguments, the output directory and the MIDI file passed).
+
+    The model directory is user input: whatever a damaged one makes the loader raise is
+    an error about that directory (a ModelLoadError already names it), never a traceback.
+    """
+    from gansynth_live.model_dir import load_model as load
+
+    try:
+        return load(path)
+    except ValueError:  # ModelLoadError, and configs refused by their own checks
+        raise
+    except Exception as e:  # noqa: BLE001 - see the docstring
+        raise RenderError(f"cannot load model {path or 'the embedded default'}: "
+                          f"{type(e).__name__}: {e}") from None
 
 
 # Timbre schedule ------------------------------------------------------------------------
@@ -67,11 +103,40 @@ def anchor_times(end: float, secs_per_instrument: float) -> np.ndarray:
     and every time in [0, end] lies between two of them (no division by zero for
     pieces shorter than 2 * spi, unlike Magenta's get_random_instruments).
     """
+    n = instrument_count(end, secs_per_instrument)
+    return np.arange(n, dtype=np.float64) * secs_per_instrument
+
+
+def instrument_count(end: float, secs_per_instrument: float) -> int:
+    """How many anchors `anchor_times` makes; ValueError past `MAX_INSTRUMENTS`."""
     if not (secs_per_instrument > 0 and math.isfinite(secs_per_instrument)):
         raise ValueError(f"secs_per_instrument must be a positive number, "
                          f"got {secs_per_instrument}")
     n = max(1, math.ceil(max(0.0, end) / secs_per_instrument)) + 1
-    return np.arange(n, dtype=np.float64) * secs_per_instrument
+    if n > MAX_INSTRUMENTS:
+        raise ValueError(f"--secs_per_instrument {secs_per_instrument:g} over {end:.1f} s "
+                         f"makes {n:,} instruments; at most {MAX_INSTRUMENTS:,}")
+    return n
+
+
+def check_piece(notes: Sequence[Note]) -> None:
+    """Refuse (RenderError) more notes or a longer piece than a render may hold."""
+    if len(notes) > MAX_NOTES:
+        raise RenderError(f"{len(notes):,} notes; gansynth-generate renders at most "
+                          f"{MAX_NOTES:,}")
+    end = max((n.end for n in notes), default=0.0)
+    if end > MAX_PIECE_SECONDS:
+        raise RenderError(f"the notes last until {_duration(end)}; gansynth-generate renders "
+                          f"at most {_duration(MAX_PIECE_SECONDS)} (a wrong tempo or time "
+                          f"division, or a note never switched off?)")
+
+
+def _duration(seconds: float) -> str:
+    """'3,601 s (1 h)', '33,554,430 s (388 days)': for an error message."""
+    for unit, size in (("days", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= size:
+            return f"{seconds:,.0f} s ({seconds / size:.3g} {unit})"
+    return f"{seconds:,.0f} s"
 
 
 def note_latents(starts: Sequence[float], times: np.ndarray, anchors: np.ndarray) -> np.ndarray:
@@ -208,22 +273,71 @@ class RenderResult:
     sustain: str = DEFAULT_SUSTAIN_MODE
 
 
+class Progress:
+    """Notes generated out of `total`, on `stream` (stderr): a tqdm bar on a terminal;
+    anywhere else (a log file, a pipe, a batch job) a line every `PROGRESS_INTERVAL_S`
+    seconds with the elapsed time and an estimate of what is left, and a last line if
+    any was printed. Nothing when not `enabled`."""
+
+    def __init__(self, total: int, enabled: bool = True, stream: TextIO | None = None):
+        self.total, self.done = total, 0
+        self.stream = stream or sys.stderr
+        self.start = self.last_line = time.monotonic()
+        self.lines = 0
+        self.enabled = enabled and total > 0
+        self.bar = None
+        if self.enabled and self.stream.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="note", desc="generating", file=self.stream,
+                            leave=False)
+
+    def update(self, count: int) -> None:
+        self.done += count
+        if self.bar is not None:
+            self.bar.update(count)
+            return
+        now = time.monotonic()
+        if self.enabled and (now - self.last_line >= PROGRESS_INTERVAL_S
+                             or (self.done >= self.total and self.lines)):
+            self.last_line = now
+            self.lines += 1
+            elapsed = now - self.start
+            left = (f", about {_clock(elapsed / self.done * (self.total - self.done))} left"
+                    if 0 < self.done < self.total else "")
+            print(f"{PROG}: generated {self.done}/{self.total} notes "
+                  f"({100 * self.done // self.total}%), {_clock(elapsed)} elapsed{left}",
+                  file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _clock(seconds: float) -> str:
+    """0:07, 3:22, 1:02:03."""
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+    return f"{s // 60}:{s % 60:02d}"
+
+
 def _generate_unique(model: Model, z: np.ndarray, pitches: np.ndarray, batch_size: int,
                      consume: Callable[[int, np.ndarray], None], progress: bool) -> None:
     """Generate every distinct (z, pitch) once, `batch_size` at a time, calling
     consume(index_of_the_unique_item_in_input_order, audio (num_samples, channels))."""
-    from tqdm import tqdm
-
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     model.max_batch = batch_size
-    with tqdm(total=len(z), unit="note", desc="generating", disable=None if progress else True,
-              file=sys.stderr, leave=False) as bar:
+    shown = Progress(len(z), progress)
+    try:
         for begin in range(0, len(z), batch_size):
             audio = model.generate(z[begin:begin + batch_size], pitches[begin:begin + batch_size])
             for offset, note_audio in enumerate(audio):
                 consume(begin + offset, note_audio)
-            bar.update(len(audio))
+            shown.update(len(audio))
+    finally:
+        shown.close()
 
 
 def render_midi(model: Model, notes: Sequence[Note], *, envelope: Envelope | None = None,
@@ -255,7 +369,8 @@ def render_midi(model: Model, notes: Sequence[Note], *, envelope: Envelope | Non
         RenderResult with audio (samples, channels) float32; its length is
         max(note start + sounding length), so the last note always fits.
 
-    Raises RenderError when no note is playable.
+    Raises RenderError when no note is playable, or when the notes are more or last
+    longer than a render may hold (`check_piece`: MAX_NOTES, MAX_PIECE_SECONDS).
     """
     envelope = envelope or Envelope()
     check_sustain_mode(sustain)
@@ -278,6 +393,7 @@ def render_midi(model: Model, notes: Sequence[Note], *, envelope: Envelope | Non
                           f"model's pitches ({describe_pitches(model.pitches)})"
                           + ("" if skip_missing else
                              f" nor within {max_resample} semitones of one"))
+    check_piece(kept)  # before the mix, the latent vectors and the anchors are allocated
     end = max(n.end for n in kept)
     if anchors is None:
         times = anchor_times(end, secs_per_instrument)
@@ -459,13 +575,37 @@ def _latents_writer(result: RenderResult, mode: str, seed: int | None, model: Mo
     return write
 
 
+def _npz_array_bytes(path: os.PathLike | str) -> int:
+    """Bytes the arrays of an .npz file take once loaded, read from their .npy headers
+    (np.load allocates each array from its header before reading it)."""
+    total = 0
+    with zipfile.ZipFile(path) as archive:
+        for member in archive.infolist():
+            with archive.open(member) as f:
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+                elif version == (2, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+                else:
+                    raise ValueError(f"{member.filename}: .npy version {version} is not read")
+            total += math.prod(shape) * dtype.itemsize
+    return total
+
+
 def load_latents(path: os.PathLike | str, latent_size: int, mode: str) -> dict[str, np.ndarray]:
     """Read a latents.npz written by this command, checked against the model and mode."""
     try:
+        size = _npz_array_bytes(path)
+        if size > MAX_LATENTS_BYTES:
+            raise RenderError(f"latents file {path} holds {size / 2**20:,.0f} MiB of arrays; "
+                              f"at most {MAX_LATENTS_BYTES // 2**20} MiB")
         with np.load(path, allow_pickle=False) as npz:
             data = {k: npz[k] for k in npz.files}
     except FileNotFoundError:
         raise RenderError(f"latents file {path}: no such file") from None
+    except RenderError:
+        raise
     except Exception as e:  # noqa: BLE001 - np.load raises many kinds for a bad file
         raise RenderError(f"latents file {path} is unreadable: {e}") from None
     needed = ["mode", "note_z", "note_pitch"] + (["anchors", "anchor_times"]
@@ -577,6 +717,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("latents", metavar="FILE", help=f"render the latent vectors of a {LATENTS_FILE} again "
         "(its anchors for a MIDI file, its notes without one)")
     add("quiet", action="store_true", help="no progress bar or summary")
+    add("verbose", action="store_true", help="show TensorFlow's start-up log (hidden by "
+        "default)")
     return p
 
 
@@ -598,14 +740,44 @@ def _skip_hint(args: argparse.Namespace) -> str:
     return f" ({'; '.join(hints)})"
 
 
+def check_output_dir(output_dir: Path) -> None:
+    """Refuse (RenderError naming --output_dir) a directory that cannot be created or
+    written, before any work: a probe directory is made and removed where the files
+    will go (or in the nearest existing parent), which also catches read-only file
+    systems and permissions that os.access misjudges (root, ACLs)."""
+    if output_dir.exists() and not output_dir.is_dir():
+        raise RenderError(f"--output_dir {output_dir} exists and is not a directory")
+    existing = output_dir
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise RenderError(f"--output_dir {output_dir} cannot be created: {existing} is not a "
+                          f"directory")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".gansynth-generate-probe-", dir=existing))
+    except OSError as e:
+        where = "" if existing == output_dir else f" (in {existing})"
+        raise RenderError(f"--output_dir {output_dir} is not writable{where}: "
+                          f"{e.strerror or e}") from None
+
+
+def _quiet_tensorflow(verbose: bool) -> None:
+    """Before TensorFlow is imported: its C++ log (oneDNN, CPU features, CUDA plugin
+    registration, at every level up to error) and Python warnings only with --verbose.
+    Real failures still reach the user, as exceptions this command reports."""
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0" if verbose else "3"
+    logging.getLogger("tensorflow").setLevel(logging.INFO if verbose else logging.ERROR)
+
+
 def _run(args: argparse.Namespace) -> list[Path]:
     def say(text: str) -> None:
         if not args.quiet:
             print(text, flush=True)
 
+    # Everything that can be checked without the model first: seconds, not minutes, to
+    # an error (TensorFlow alone takes several seconds to import).
     output_dir = Path(args.output_dir)
-    if output_dir.exists() and not output_dir.is_dir():
-        raise RenderError(f"--output_dir {output_dir} exists and is not a directory")
+    check_output_dir(output_dir)
     envelope = Envelope(args.attack_percent, args.attack_slope, args.release_percent,
                         args.release_slope)
     score: MidiScore | None = None
@@ -615,6 +787,15 @@ def _run(args: argparse.Namespace) -> list[Path]:
             extra = (f" ({score.drum_notes_skipped} drum notes on channel 10 skipped; "
                      f"--include_drums keeps them)" if score.drum_notes_skipped else "")
             raise RenderError(f"no playable notes in {args.midi_file}{extra}")
+        try:
+            check_piece(score.notes)
+            if not args.latents:
+                instrument_count(max(n.end for n in score.notes), args.secs_per_instrument)
+        except (RenderError, ValueError) as e:
+            raise RenderError(f"{args.midi_file}: {e}") from None
+    if args.ckpt_dir and not os.path.exists(args.ckpt_dir):  # the words of ModelLoadError
+        raise RenderError(f"cannot load model {args.ckpt_dir}: no such file or directory")
+    _quiet_tensorflow(args.verbose)
     model = load_model(args.ckpt_dir)
     mode = "midi" if score else "random"
     latents = load_latents(args.latents, model.latent_size, mode) if args.latents else None
@@ -689,9 +870,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else 2
     try:
         _run(args)
-    except (RenderError, MidiFileError, ModelLoadError, ValueError, OSError) as e:
+    except (RenderError, MidiFileError, ValueError, OSError) as e:  # ModelLoadError too
         message = str(e).replace("\n", " ")
         print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
+        return 1
+    except MemoryError as e:  # the limits above make this rare: a small machine
+        print(f"{PROG}: error: out of memory{': ' + str(e) if str(e) else ''} (a smaller "
+              f"--batch_size needs less)", file=sys.stderr, flush=True)
         return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; nothing written", file=sys.stderr)

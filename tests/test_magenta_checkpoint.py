@@ -145,6 +145,17 @@ def test_pitch_vocabulary_from_sopimlab_meta(magenta_dir, tmp_path):
     (lambda d: (d / "experiment.json").write_text(json.dumps({**FLAGS, "fmap_max": 16})),
      "has shape"),
     (lambda d: [f.unlink() for f in d.glob("stage_*/*.data-*")], "no stage folder holds a complete"),
+    # TensorFlow raised a bare IndexError ("Read less bytes than requested") for this one.
+    (lambda d: os.truncate(d / "stage_00002/model.ckpt-10.data-00000-of-00001", 1000),
+     "stage_00002/model.ckpt-10.data-00000-of-00001 holds 1,000 bytes but its index"),
+    # (Flags that would allocate gigabytes unchecked are tested under a memory limit in
+    # test_bad_inputs.py, so that a regression cannot take the machine's memory.)
+    (lambda d: (d / "experiment.json").write_text(json.dumps({**FLAGS, "pad": "x" * 2**21})),
+     "experiment.json is 2,097,[0-9]+ bytes; at most 1,048,576"),
+    (lambda d: (d / "experiment.json").write_text(json.dumps({**FLAGS, "latent_vector_size": "a"})),
+     "experiment.json: invalid literal for int"),
+    (lambda d: (d / "experiment.json").write_text(json.dumps({**FLAGS, "fmap_max": 65536})),
+     "experiment.json: model config: the generator would have 77,863,822 parameters"),
 ])
 def test_broken_magenta_dirs_name_the_problem(magenta_dir, tmp_path, breakage, message):
     root, _ = magenta_dir

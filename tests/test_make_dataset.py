@@ -377,3 +377,47 @@ def test_load_wav_folder(tmp_path, rendered):
     audio, pitch = next(iter(ds.load_wav_folder(str(in_dir), SR, LENGTH, 2, (24, 84), fix=True)))
     assert audio.shape == (LENGTH, 2) and int(pitch) == 48
     np.testing.assert_array_equal(audio.numpy()[:, 0], audio.numpy()[:, 1])
+
+
+# ----------------------------------------------------------------------------- refused always
+
+def test_a_fifo_named_like_a_note_is_refused_without_opening_it(tmp_path, rendered):
+    """Opening a FIFO blocks until a writer comes: the old scan hung here. A subprocess
+    with a timeout, so that a regression fails instead of hanging the suite."""
+    in_dir = good_folder(tmp_path / "in", rendered)
+    os.mkfifo(in_dir / "x_62.wav")
+    os.mkfifo(in_dir / "pipe.txt")  # not a note name: skipped, also without opening it
+    out_dir = tmp_path / "out"
+    result = subprocess.run([sys.executable, os.path.join(REPO, "training", "make_dataset.py"),
+                             "--in_dir", str(in_dir), "--out_dir", str(out_dir)],
+                            capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert result.returncode == 1, result.stderr
+    assert "x_62.wav: not a regular file (a FIFO); only regular files are read" in result.stderr
+    assert "pipe.txt: not a .wav file" in result.stderr
+    assert "1 bad file(s)" in result.stderr and not out_dir.exists()
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_nan_or_infinite_float_audio_is_an_error_even_with_fix(tmp_path, rendered, capsys, value):
+    """--fix used to quantise NaN to a silent note, with only a numpy warning."""
+    in_dir = good_folder(tmp_path / "in", rendered)
+    broken = as_float(rendered[(PIANO, 48)])
+    broken[1000:1010] = value
+    write_wav(in_dir / "broken_50.wav", broken, subtype="FLOAT")
+    out_dir = tmp_path / "out"
+    assert run_main("--in_dir", in_dir, "--out_dir", out_dir, "--fix") == 1
+    err = capsys.readouterr().err
+    assert ("broken_50.wav: 10 of 64000 samples are NaN or infinite (a broken float WAV); "
+            "refused even with --fix") in err
+    assert not out_dir.exists()
+    # The reader refuses it too (a file changed after the scan, or load_wav_folder's reads).
+    with pytest.raises(ds.DatasetError, match="broken_50.wav: 10 of 64000 samples are NaN"):
+        ds.read_note_audio(str(in_dir / "broken_50.wav"), ds.AudioSpec(), fix=True)
+
+
+def test_a_fifo_among_the_records_is_refused(tmp_path):
+    folder = tmp_path / "records"
+    folder.mkdir()
+    os.mkfifo(folder / "data.tfrecord")
+    with pytest.raises(ds.DatasetError, match="data.tfrecord: not a regular file \\(a FIFO\\)"):
+        ds.read_dataset(str(folder))

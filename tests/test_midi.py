@@ -125,3 +125,28 @@ def test_bad_files_raise_naming_the_file(tmp_path, content, why):
 def test_directory_is_rejected(tmp_path):
     with pytest.raises(MidiFileError, match="directory"):
         read_midi(tmp_path)
+
+
+def test_tempo_0_is_refused_naming_the_file(tmp_path):
+    zero = mido.MetaMessage("set_tempo", tempo=0)
+    path = _save(tmp_path, [_track((0, tempo(120)), (TPB, zero), (0, on(60)), (TPB, off(60)))])
+    with pytest.raises(MidiFileError, match="tempo 0 \\(set_tempo at tick 480\\)") as info:
+        read_midi(path)
+    assert str(path) in str(info.value)
+
+
+def test_a_file_over_the_size_limit_is_refused_before_parsing(tmp_path):
+    from gansynth_live.midi import MAX_FILE_BYTES
+
+    # A valid header and one track chunk that declares it holds the rest of the file.
+    body = MAX_FILE_BYTES
+    data = (b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x01\xe0" + b"MTrk" + body.to_bytes(4, "big")
+            + b"\x00\x90\x3c\x40" * (body // 4))
+    path = tmp_path / "big.mid"
+    path.write_bytes(data)
+    with pytest.raises(MidiFileError, match="larger than 4 MiB") as info:
+        read_midi(path)
+    assert str(path) in str(info.value)
+    path.write_bytes(data[:MAX_FILE_BYTES])  # at the limit it is read (and found cut short)
+    with pytest.raises(MidiFileError, match="not a valid MIDI file"):
+        read_midi(path)

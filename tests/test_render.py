@@ -44,6 +44,11 @@ def test_anchor_times_cover_the_piece_even_when_short():
     assert len(anchor_times(60.0, 6.0)) == 11 and anchor_times(60.0, 6.0)[-1] == 60.0
     with pytest.raises(ValueError, match="secs_per_instrument"):
         anchor_times(10.0, 0.0)
+    assert len(anchor_times(99_999.0, 1.0)) == 100_000  # MAX_INSTRUMENTS
+    with pytest.raises(ValueError, match="makes 100,001 instruments; at most 100,000"):
+        anchor_times(100_000.0, 1.0)
+    with pytest.raises(ValueError, match="makes 3,600,001 instruments"):
+        anchor_times(3600.0, 0.001)  # not 3.6 M anchors, each a latent vector
 
 
 def test_note_latents_slerp_between_neighbouring_anchors():
@@ -191,6 +196,17 @@ def test_no_playable_notes_raises(ones_model, tmp_path):
                                           r"model's pitches \(36..84\) nor within 12"):
         render_midi(ones_model, read_midi(path).notes, seed=0)
     assert len(render_midi(ones_model, read_midi(path).notes, seed=0, max_resample=16).audio)
+
+
+def test_limits_are_checked_before_the_mix_is_allocated(ones_model):
+    long_note = [Note(0.0, 1.0, 60, 100), Note(3599.0, 3601.0, 62, 100)]
+    with pytest.raises(RenderError, match=r"the notes last until 3,601 s \(1 h\); "
+                                          r"gansynth-generate renders at most 3,600 s"):
+        render_midi(ones_model, long_note, seed=0)
+    many = [Note(i * 0.01, i * 0.01 + 0.01, 60, 100) for i in range(100_001)]
+    with pytest.raises(RenderError, match=r"100,001 notes; gansynth-generate renders at "
+                                          r"most 100,000"):
+        render_midi(ones_model, many, seed=0)
 
 
 # The tiny real model ----------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """gansynth-generate as a command: outputs, repeatability, sustain, drums and pitch flags
 (resampling, octave shift, skipping) with their summary lines, bad input."""
+import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -115,6 +117,7 @@ def _bad_model(tmp_path):
     ("out_of_range_only", "no playable notes"),
     ("unreadable_model", "cannot load model"),
     ("missing_model", "cannot load model"),
+    ("damaged_model", "cannot load model"),
     ("attack_percent", "--attack_percent"),
     ("batch_size", "--batch_size"),
     ("secs_per_instrument", "--secs_per_instrument"),
@@ -151,6 +154,12 @@ def test_bad_input_one_line_error_and_nothing_written(models, tmp_path, capsys, 
         args["--ckpt_dir"] = _bad_model(tmp_path)
     elif case == "missing_model":
         args["--ckpt_dir"] = tmp_path / "no_model"
+    elif case == "damaged_model":  # made the loader raise AttributeError: a traceback
+        shutil.copytree(models["mono"], tmp_path / "damaged")
+        config = json.loads((tmp_path / "damaged" / "config.json").read_text())
+        (tmp_path / "damaged" / "config.json").write_text(
+            json.dumps({**config, "pitch_counts": [1, 2]}))
+        args["--ckpt_dir"] = tmp_path / "damaged"
     elif case == "attack_percent":
         args["--attack_percent"] = 150
     elif case == "batch_size":
@@ -266,3 +275,60 @@ def test_cli_non_contiguous_pitches_are_named_as_they_are(models, tmp_path, caps
                       "--midi_file", path, "--seed", 1, "--skip_missing"], capsys)
     assert rc == 1 and "not among the model's pitches (10 pitches from 48 to 66)" in err
     assert "outside" not in err and "48..66" not in err
+
+
+# Found early, shown while running ---------------------------------------------------------
+
+def _no_model(path):
+    raise AssertionError("the model was loaded before the output directory was checked")
+
+
+@pytest.mark.parametrize("case", ["below_a_file", "read_only"])
+def test_an_unusable_output_dir_is_found_before_the_model_loads(song, tmp_path, capsys,
+                                                                  monkeypatch, case):
+    monkeypatch.setattr(render, "load_model", _no_model)
+    if case == "below_a_file":
+        (tmp_path / "file").write_text("x")
+        out_dir, why = tmp_path / "file" / "out", f"cannot be created: {tmp_path / 'file'} is"
+    else:
+        if os.geteuid() == 0:
+            pytest.skip("root writes into read-only directories")
+        (tmp_path / "ro").mkdir(mode=0o555)
+        out_dir, why = tmp_path / "ro" / "out", "is not writable (in"
+    rc, _, err = run(["--output_dir", out_dir, "--midi_file", song], capsys)
+    lines = err.strip().splitlines()
+    assert rc == 1 and len(lines) == 1, err
+    assert lines[0].startswith(f"gansynth-generate: error: --output_dir {out_dir} ")
+    assert why in lines[0]
+    assert not out_dir.exists()
+
+
+def test_progress_lines_when_stderr_is_not_a_terminal(models, song, tmp_path, capsys,
+                                                      monkeypatch):
+    """A log file or a batch job sees how far the render got (a terminal gets a bar)."""
+    monkeypatch.setattr(render, "PROGRESS_INTERVAL_S", 0.0)  # a line per batch
+    rc, _, err = run(["--ckpt_dir", models["mono"], "--output_dir", tmp_path / "a",
+                      "--midi_file", song, "--seed", 1, "--batch_size", 1], capsys)
+    assert rc == 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 2, err
+    assert lines[0].startswith("gansynth-generate: generated 1/2 notes (50%), 0:")
+    assert "elapsed, about 0:" in lines[0] and lines[0].endswith(" left")
+    assert lines[1].startswith("gansynth-generate: generated 2/2 notes (100%), 0:")
+    rc, _, err = run(["--ckpt_dir", models["mono"], "--output_dir", tmp_path / "b",
+                      "--midi_file", song, "--seed", 1, "--quiet"], capsys)
+    assert rc == 0 and err == ""
+
+
+def test_progress_waits_its_interval_between_lines():
+    import io
+
+    stream = io.StringIO()  # not a terminal
+    progress = render.Progress(1000, stream=stream)
+    for _ in range(1000):
+        progress.update(1)  # far faster than PROGRESS_INTERVAL_S
+    assert stream.getvalue() == ""  # a quick render prints nothing
+    progress.last_line -= render.PROGRESS_INTERVAL_S
+    progress.done -= 1
+    progress.update(1)
+    assert stream.getvalue().startswith("gansynth-generate: generated 1000/1000 notes (100%)")

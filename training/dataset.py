@@ -7,7 +7,10 @@ By default every file must be a 16-bit signed PCM WAV at the dataset's sample ra
 length and channel count; with ``fix=True`` files are resampled (soxr), trimmed (the
 end is cut, the attack kept) or padded (Magenta's even split: right = floor(pad/2),
 left = the rest), downmixed or duplicated to the wanted channels, and quantised to
-16 bits instead of being rejected.
+16 bits instead of being rejected. Two things are refused even with ``fix``: an entry that
+is not a regular file (a FIFO would block the reader, a device never ends; it is never
+opened) and a float WAV holding NaN or infinite samples (quantising them gives silence
+or full-scale clicks, not the note).
 
 Two ways to feed training, both yielding ``(audio float32 [length, channels], pitch int32)``:
 
@@ -41,6 +44,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import struct
 from dataclasses import dataclass, field
 
@@ -56,6 +60,7 @@ DEFAULT_LENGTH = 64000
 DEFAULT_PITCH_RANGE = (24, 84)
 INT16_SCALE = 32767.0
 REQUIRED_SUBTYPE = "PCM_16"
+FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")  # the sample formats that can hold NaN and infinity
 
 VELOCITY = 100
 INSTRUMENT_SOURCE = 0
@@ -211,18 +216,53 @@ def format_problems(info, spec: AudioSpec, fix: bool) -> tuple[list[str], list[s
     return problems, fixes
 
 
+def not_regular_problem(path: str) -> str | None:
+    """Why ``path`` must not be opened: it is not a regular file. Only stat()s it (a FIFO
+    blocks whoever opens it until a writer comes; /dev/zero never ends)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        return f"unreadable: {e.strerror or e}"
+    if stat.S_ISREG(mode):
+        return None
+    kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    kind = next((name for test, name in kinds if test(mode)), "not a file")
+    return f"not a regular file ({kind}); only regular files are read"
+
+
+def nonfinite_problem(samples: np.ndarray) -> str | None:
+    """Why float samples cannot become a note: NaN or infinite values, which --fix cannot
+    repair (quantised, they turn into silence or full-scale clicks)."""
+    bad = int(np.count_nonzero(~np.isfinite(samples)))
+    if bad == 0:
+        return None
+    return (f"{bad} of {samples.size} samples are NaN or infinite (a broken float WAV); "
+            f"refused even with --fix")
+
+
 def check_wav_file(path: str, spec: AudioSpec, fix: bool = False) -> tuple[list[str], list[str]]:
     """All reasons one WAV file is unusable (empty when fine), and the fixes it needs."""
-    container = wav_container_problem(path)
-    if container is not None:
-        return [container], []
+    problem = not_regular_problem(path) or wav_container_problem(path)  # stat, then open
+    if problem is not None:
+        return [problem], []
     try:
         info = sf.info(path)
     except Exception as e:  # libsndfile's error types differ between soundfile versions
         return [f"unreadable WAV: {e}"], []
     if info.format not in ("WAV", "WAVEX", "RF64"):
         return [f"not a WAV file (libsndfile reads it as {info.format})"], []
-    return format_problems(info, spec, fix)
+    problems, fixes = format_problems(info, spec, fix)
+    if fix and not problems and info.subtype in FLOAT_SUBTYPES:
+        # Only float files can hold NaN; read them now so that the problem is listed with
+        # the others, before anything is written.
+        try:
+            nonfinite = nonfinite_problem(sf.read(path, dtype="float64", always_2d=True)[0])
+        except Exception as e:  # noqa: BLE001 - libsndfile's error types vary
+            nonfinite = f"unreadable WAV: {e}"
+        if nonfinite is not None:
+            problems.append(nonfinite)
+    return problems, fixes
 
 
 def name_problems(filename: str, spec: AudioSpec) -> tuple[tuple[str, int] | None, list[str]]:
@@ -248,7 +288,9 @@ def skip_reason(path: str, filename: str) -> str | None:
 
 
 def scan_folder(in_dir: str, spec: AudioSpec, fix: bool = False) -> ScanResult:
-    """Validate every top-level entry of ``in_dir``; nothing is read past the headers."""
+    """Validate every top-level entry of ``in_dir``; nothing is read past the headers
+    (but float WAVs that ``fix`` would convert, to find NaN), nor opened unless it is a
+    regular file."""
     result = ScanResult()
     first_file_of: dict[tuple[str, int], str] = {}
     for filename in sorted(os.listdir(in_dir)):
@@ -336,6 +378,10 @@ def read_note_audio(path: str, spec: AudioSpec, fix: bool = False) -> np.ndarray
     if not fix:
         raise DatasetError(f"{os.path.basename(path)}: does not match the dataset format "
                            f"({info.subtype}, {rate} Hz, {data.shape[1]} ch, {len(data)} frames)")
+    if not pcm16:
+        nonfinite = nonfinite_problem(data)
+        if nonfinite is not None:
+            raise DatasetError(f"{os.path.basename(path)}: {nonfinite}")
     # Work in int16 units so that padding, duplicating and mono downmixes of 16-bit input
     # stay exact (a downmix's halves round to even).
     x = data.astype(np.float64) if pcm16 else data * INT16_SCALE
@@ -395,21 +441,37 @@ def meta_entry(note: Note) -> dict:
 
 
 def _record_files(path: str) -> tuple[list[str], dict]:
-    """The TFRecord files of a dataset dir (via dataset.json), a file, or a list of files."""
+    """The TFRecord files of a dataset dir (via dataset.json), a file, or a list of files.
+    A local one that is not a regular file is refused (TensorFlow would block on a FIFO);
+    a name that is not on this disk (gs://...) is left to TensorFlow."""
+    info: dict = {}
     if isinstance(path, (list, tuple)):
-        return [os.fspath(p) for p in path], {}
-    path = os.fspath(path)
-    if not os.path.isdir(path):
-        return [path], {}
-    info_path = os.path.join(path, INFO_FILE)
-    if os.path.exists(info_path):
-        with open(info_path) as f:
-            info = json.load(f)
-        return [os.path.join(path, name) for name in info["tfrecord_files"]], info
-    files = sorted(os.path.join(path, n) for n in os.listdir(path) if n.endswith(".tfrecord"))
-    if not files:
-        raise DatasetError(f"no .tfrecord files in {path}")
-    return files, {}
+        files = [os.fspath(p) for p in path]
+    elif not os.path.isdir(os.fspath(path)):
+        files = [os.fspath(path)]
+    else:
+        path = os.fspath(path)
+        info_path = os.path.join(path, INFO_FILE)
+        if os.path.exists(info_path):
+            _refuse_irregular(info_path)
+            with open(info_path) as f:
+                info = json.load(f)
+            files = [os.path.join(path, name) for name in info["tfrecord_files"]]
+        else:
+            files = sorted(os.path.join(path, n) for n in os.listdir(path)
+                           if n.endswith(".tfrecord"))
+            if not files:
+                raise DatasetError(f"no .tfrecord files in {path}")
+    for file in files:
+        _refuse_irregular(file)
+    return files, info
+
+
+def _refuse_irregular(path: str) -> None:
+    if os.path.lexists(path):
+        problem = not_regular_problem(path)
+        if problem is not None:
+            raise DatasetError(f"{path}: {problem}")
 
 
 def read_dataset(path, *, length: int | None = None, channels: int | None = None):

@@ -134,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         run = trainer.Trainer(hparams, config, counts, trainer.make_strategy(args.strategy),
                               log=log, stop_requested=stop)
         images = run.train(max_seconds=args.max_seconds)
+        run.writer.flush()  # the last summaries, before a stop's exit
     except (HparamsError, DatasetError, trainer.NoIntactCheckpoint, ValueError, OSError) as e:
         print(f"gansynth-train: error: {e}", file=sys.stderr)
         return 1
