@@ -10,12 +10,17 @@ APT_PACKAGES := libportaudio2 libsndfile1 jackd2 puredata-core fluidsynth \
 
 .PHONY: setup system-packages run test bench clean
 
+# Only the packages not installed yet (apt-get update takes half a minute: not on every run).
 system-packages:
-	@if [ "$$(id -u)" = 0 ]; then \
-	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(APT_PACKAGES); \
+	@missing=$$(for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
+	done); \
+	if [ -z "$$missing" ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	elif command -v sudo >/dev/null; then \
-	  sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(APT_PACKAGES); \
-	else echo "not root and no sudo: install these Debian packages yourself: $(APT_PACKAGES)"; fi
+	  sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	else echo "not root and no sudo: install these Debian packages yourself: $$missing"; fi
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -11,9 +11,16 @@ runs; the table says which) and drives it over OSC (UDP 127.0.0.1) and JACK MIDI
    p99 and max over --notes notes, at blocksize 128 (JACK period 128) and 256 (period
    256), with the render worker idle and busy (a new anchor seed every second keeps it
    rendering). Target: within one block.
-2. Underflows: --idle-seconds of silence (the baseline, same server) then --dense-seconds
-   of random playing at 10 notes/s while the timbre moves and the anchors change.
-   Target: 0.
+2. Underflows: --idle-seconds of silence (the baseline, same server: the cache is
+   filling) then --dense-seconds of random playing at 10 notes/s while the timbre moves
+   and the anchors change; on an idle machine, then with a CPU hog (a busy loop process)
+   on one core. Target: 0.
+2b. Floods from a local sender (a separate process): 6,000 note messages/s, then ten bad
+   65,500-byte bundles/s (5,457 messages each), each for --flood-seconds, then 1,000
+   /notify requests each naming its own port; /status every 0.5 s all along, timed.
+   Targets: no underflows beyond the idle baseline; /status within 50 ms.
+2c. Start-up: seconds to "ready", the audio process's RSS, threads and whether
+   TensorFlow is loaded in it; with --before DIR also for an earlier source tree.
 3. A new timbre point: seconds from /timbre/seed until the point's whole pitch range is
    playable (/done), and the cache bytes per point.
 4. Sustain: 16 notes played once each (sustain natural, struck again every 0.9 s) for
@@ -31,6 +38,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -81,7 +89,9 @@ class Jack:
 # The server and an OSC client -----------------------------------------------------------
 
 class Server:
-    def __init__(self, jack: Jack, blocksize: int, model: str | None, extra=()):
+    def __init__(self, jack: Jack, blocksize: int, model: str | None, extra=(),
+                 code: Path = ROOT):
+        """`code`: the source tree whose gansynth_live runs (python -m puts it first)."""
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
@@ -92,7 +102,7 @@ class Server:
                 "--midi-virtual", self.midi_name, "--midi-api", "UNIX_JACK", *extra]
         if model:
             args += ["--model", model]
-        self.process = subprocess.Popen(args, env=jack.env, cwd=ROOT, text=True,
+        self.process = subprocess.Popen(args, env=jack.env, cwd=code, text=True,
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.started = time.perf_counter()
         for line in self.process.stdout:
@@ -133,6 +143,22 @@ class Server:
         self.send("/status")
         _, params = self.expect("/status.reply")
         return dict(zip(params[::2], params[1::2]))
+
+    def timed_status(self) -> tuple[float, dict]:
+        """(seconds from sending /status to its reply, the status)."""
+        sent = time.perf_counter()
+        self.send("/status")
+        when, params = self.expect("/status.reply", timeout=30)
+        return when - sent, dict(zip(params[::2], params[1::2]))
+
+    def process_facts(self) -> dict:
+        """The audio process's resident memory (MiB), threads, and whether TensorFlow's
+        library is mapped into it."""
+        status = Path(f"/proc/{self.process.pid}/status").read_text().splitlines()
+        fields = dict(line.split(":", 1) for line in status if ":" in line)
+        maps = Path(f"/proc/{self.process.pid}/maps").read_text()
+        return {"rss_mib": int(fields["VmRSS"].split()[0]) / 1024,
+                "threads": int(fields["Threads"]), "tensorflow": "tensorflow" in maps}
 
     def stop(self) -> None:
         self.send("/quit")
@@ -206,10 +232,22 @@ def latency_row(model, blocksize: int, via: str, busy: bool, notes: int) -> dict
             "late_wakeups": status["late_wakeups"], "max_gap": status["max_callback_gap_ms"]}
 
 
-def dense_run(model, idle_seconds: float, dense_seconds: float) -> dict:
+HOG = "while True: pass"
+
+
+def cpu_hog() -> subprocess.Popen:
+    """A busy loop pinned to the last core: another job on the machine."""
+    hog = subprocess.Popen([sys.executable, "-c", HOG])
+    os.sched_setaffinity(hog.pid, {max(os.sched_getaffinity(0))})
+    return hog
+
+
+def dense_run(model, idle_seconds: float, dense_seconds: float, hog: bool = False) -> dict:
     jack = Jack(256)
+    hogger = None
     try:
         server = Server(jack, 256, model)
+        hogger = cpu_hog() if hog else None
         try:
             time.sleep(idle_seconds)
             idle = server.status()
@@ -231,9 +269,110 @@ def dense_run(model, idle_seconds: float, dense_seconds: float) -> dict:
         finally:
             server.stop()
     finally:
+        if hogger is not None:
+            hogger.kill()
+            hogger.wait()
         jack.stop()
     return {"idle": idle, "dense": dense, "notes": n, "jack_rt": jack.realtime,
-            "idle_seconds": idle_seconds, "dense_seconds": dense_seconds}
+            "idle_seconds": idle_seconds, "dense_seconds": dense_seconds, "hog": hog}
+
+
+# Floods from a local sender (its own process, as a hostile program would be) ----------
+
+FLOOD = r"""
+import socket, struct, sys, time
+port, kind, seconds = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+target = ("127.0.0.1", port)
+def msg(address, *ints):
+    def pad(b): return b + b"\0" * (4 - len(b) % 4)
+    return pad(address.encode()) + pad(("," + "i" * len(ints)).encode()) + b"".join(
+        struct.pack(">i", i) for i in ints)
+if kind == "notes":      # 6,000 note messages a second: note-on and note-off pairs
+    rate, batch = 6000, 60
+    datagrams = [msg("/note_on", 48 + i % 24, 100) if i % 2 == 0 else
+                 msg("/note_off", 48 + (i - 1) % 24) for i in range(batch)]
+elif kind == "bundles":  # ten 65,500-byte bundles a second of 5,457 bad messages each
+    rate, batch = 10, 1
+    bad = msg("/x")
+    datagrams = [b"#bundle\0" + b"\0" * 8 + (struct.pack(">i", len(bad)) + bad) * 5457]
+start = time.perf_counter()
+sent = 0
+while time.perf_counter() - start < seconds:
+    for d in datagrams:
+        try:
+            sock.sendto(d, target)
+        except OSError:
+            pass
+    sent += len(datagrams)
+    delay = start + sent / rate - time.perf_counter()
+    if delay > 0:
+        time.sleep(delay)
+print(sent)
+"""
+
+
+def notify_ports(server: Server, ports: int) -> None:
+    """`ports` /notify requests, each from its own socket naming its own reply port."""
+    for i in range(ports):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            builder = OscMessageBuilder("/notify")
+            builder.add_arg(1)
+            builder.add_arg(20000 + i)
+            s.sendto(builder.build().dgram, ("127.0.0.1", server.port))
+
+
+def poll_status(server: Server, seconds: float, every: float = 0.5) -> tuple[list, dict]:
+    """/status round trips every `every` seconds for `seconds`; (their times, the last)."""
+    times, status = [], {}
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        took, status = server.timed_status()
+        times.append(took)
+        time.sleep(every)
+    return times, status
+
+
+def flood_run(model, idle_seconds: float, seconds: float) -> dict:
+    jack = Jack(256)
+    rows = {}
+    try:
+        server = Server(jack, 256, model)
+        try:
+            times, before = poll_status(server, idle_seconds)
+            rows["idle (baseline)"] = (before, times, 0, dict(before))
+            first = before
+            for name, kind in (("6,000 note msg/s", "notes"),
+                               ("10 bad 64 KB bundles/s", "bundles")):
+                sender = subprocess.Popen(
+                    [sys.executable, "-c", FLOOD, str(server.port), kind, str(seconds)],
+                    stdout=subprocess.PIPE, text=True)
+                times, after = poll_status(server, seconds)
+                sent = int(sender.communicate()[0])
+                rows[name] = (before, times, sent, after)
+                before = after
+            notify_ports(server, 1000)
+            times, after = poll_status(server, seconds)
+            rows["1,000 /notify ports"] = (before, times, 1000, after)
+            server.send("/all_notes_off")
+        finally:
+            server.stop()
+    finally:
+        jack.stop()
+    return {"rows": rows, "first": first, "seconds": seconds, "jack_rt": jack.realtime}
+
+
+def startup_run(model, code: Path, extra=()) -> dict:
+    jack = Jack(256)
+    try:
+        server = Server(jack, 256, model, extra, code=code)
+        try:
+            facts = server.process_facts()
+        finally:
+            server.stop()
+    finally:
+        jack.stop()
+    return {"ready_seconds": server.ready_seconds, **facts}
 
 
 def new_point_run(model, repeats: int) -> dict:
@@ -307,8 +446,13 @@ def main() -> None:
     p.add_argument("--dense-seconds", type=float, default=120.0)
     p.add_argument("--repeats", type=int, default=5, help="new-timbre measurements")
     p.add_argument("--sustain-seconds", type=float, default=60.0)
+    p.add_argument("--flood-seconds", type=float, default=10.0)
+    p.add_argument("--before", type=Path, metavar="DIR",
+                   help="also measure start-up from this source tree (an export of an "
+                        "earlier commit: git archive COMMIT | tar -x -C DIR)")
     p.add_argument("--skip", nargs="*", default=[],
-                   choices=["latency", "dense", "timbre", "sustain"])
+                   choices=["latency", "dense", "hog", "flood", "startup", "timbre",
+                            "sustain"])
     args = p.parse_args()
     print(f"machine: {os.cpu_count()} cores; model: {args.model or 'embedded default'}")
 
@@ -328,23 +472,64 @@ def main() -> None:
                   f"| {ok} | {r['misses']} | {r['underflows']} | {r['late_wakeups']} "
                   f"| {r['max_gap']:.1f} |")
 
-    if "dense" not in args.skip:
-        d = dense_run(args.model, args.idle_seconds, args.dense_seconds)
+    dense_runs = [hog for hog in (False, True)
+                  if ("hog" if hog else "dense") not in args.skip]
+    if dense_runs:
+        print("\n## Underflows under dense playing (blocksize 256)\n")
+        print("| machine | phase | seconds | notes | underflows | skipped ms | late callbacks "
+              "| max callback ms | renders | render errors | cache misses | audio thread "
+              "real-time | JACK realtime |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for hog in dense_runs:
+        d = dense_run(args.model, args.idle_seconds, args.dense_seconds, hog)
         idle, dense = d["idle"], d["dense"]
-        print(f"\n## Underflows (blocksize 256, JACK realtime: {d['jack_rt']})\n")
-        print("| phase | seconds | notes | underflows | skipped ms | late callbacks "
-              "| max callback ms | renders | render errors | cache misses |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
-        print(f"| idle (baseline) | {d['idle_seconds']:g} | 0 | {idle['underflows']} "
-              f"| {idle['skipped_ms']:.1f} | {idle['late_callbacks']} "
+        machine = "CPU hog on one core" if hog else "idle"
+        rt = f"{dense.get('audio_realtime', '-')} | {d['jack_rt']}"
+        print(f"| {machine} | baseline: cache filling | {d['idle_seconds']:g} | 0 "
+              f"| {idle['underflows']} | {idle['skipped_ms']:.1f} | {idle['late_callbacks']} "
               f"| {idle['max_callback_ms']:.2f} | {idle['renders']} "
-              f"| {idle['render_errors']} | 0 |")
-        print(f"| dense: 10 notes/s, timbre moving | {d['dense_seconds']:g} | {d['notes']} "
-              f"| {dense['underflows'] - idle['underflows']} "
+              f"| {idle['render_errors']} | 0 | {rt} |")
+        print(f"| {machine} | dense: 10 notes/s, timbre moving | {d['dense_seconds']:g} "
+              f"| {d['notes']} | {dense['underflows'] - idle['underflows']} "
               f"| {dense['skipped_ms'] - idle['skipped_ms']:.1f} "
               f"| {dense['late_callbacks'] - idle['late_callbacks']} "
               f"| {dense['max_callback_ms']:.2f} | {dense['renders'] - idle['renders']} "
-              f"| {dense['render_errors']} | {dense['cache_misses']} |")
+              f"| {dense['render_errors']} | {dense['cache_misses']} | {rt} |")
+
+    if "flood" not in args.skip:
+        f = flood_run(args.model, args.flood_seconds, args.flood_seconds)
+        print(f"\n## Floods from a local sender (blocksize 256, {f['seconds']:g} s each, "
+              f"JACK realtime: {f['jack_rt']})\n")
+        print("| phase | sent | underflows | skipped ms | late callbacks | /status replies "
+              "| /status median ms | max ms | messages handled | dropped over the rate "
+              "| malformed | /fail dropped | subscriptions |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for name, (before, times, sent, after) in f["rows"].items():
+            d = {k: after.get(k, 0) - before.get(k, 0) for k in after
+                 if isinstance(after.get(k), (int, float))}
+            if name.startswith("idle"):
+                d = {k: after.get(k, 0) - f["first"].get(k, 0) for k in d}
+            print(f"| {name} | {sent} | {d['underflows']} | {d['skipped_ms']:.1f} "
+                  f"| {d['late_callbacks']} | {len(times)} "
+                  f"| {statistics.median(times) * 1000:.1f} | {max(times) * 1000:.1f} "
+                  f"| {d['osc_messages']} | {d['osc_dropped_rate']} | {d['osc_malformed']} "
+                  f"| {d['osc_dropped_fails']} | {after['osc_subscriptions']} |")
+
+    if "startup" not in args.skip:
+        store = tempfile.mkdtemp(prefix="gl-bench-store-")
+        trees = [("this tree, first start (renders the first point)", ROOT,
+                  ("--note-store", store)),
+                 ("this tree, next start (first point stored)", ROOT, ("--note-store", store))]
+        if args.before:
+            trees.append(("--before tree", args.before, ()))
+        print("\n## Start-up (JACK dummy server, blocksize 256)\n")
+        print("| code | start to ready (s) | audio-process RSS (MiB) | threads "
+              "| TensorFlow in the audio process |")
+        print("|---|---|---|---|---|")
+        for name, code, extra in trees:
+            r = startup_run(args.model, code, extra)
+            print(f"| {name} | {r['ready_seconds']:.1f} | {r['rss_mib']:.0f} "
+                  f"| {r['threads']} | {'yes' if r['tensorflow'] else 'no'} |")
 
     if "timbre" not in args.skip:
         t = new_point_run(args.model, args.repeats)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 
 import numpy as np
@@ -11,6 +12,8 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 
 import gansynth_live as gl
 from gansynth_live.live.engine import Engine
+from gansynth_live.live.facts import ModelFacts
+from gansynth_live.live.renderer import InProcessRenderer
 
 PITCHES = tuple(range(58, 63))
 RATE = 48000
@@ -22,11 +25,36 @@ def tiny_model():
     return gl.Model(gl.preset("tiny"), PITCHES, name="tiny-live")
 
 
-def make_engine(model, **options) -> Engine:
+def engine_for(model, renderer=None, **options) -> Engine:
+    """An engine (not started) that renders with `renderer` (default: `model` in this
+    process)."""
     settings = dict(sample_rate=RATE, blocksize=256, grid=3, cache_bytes=64 << 20,
                     log=lambda message: None)
     settings.update(options)
-    engine = Engine(model, **settings)
+    renderer = renderer or InProcessRenderer(model, settings["sample_rate"])
+    return Engine(ModelFacts.of(model), renderer, **settings)
+
+
+class GatedRenderer(InProcessRenderer):
+    """Renders only while `gate` is set: a test holds renders back with `gate.clear()`
+    and knows they are waiting, instead of sleeping and hoping."""
+
+    def __init__(self, model, device_rate: int = RATE):
+        super().__init__(model, device_rate)
+        self.gate = threading.Event()
+        self.gate.set()
+        self.waiting = threading.Event()  # a render is held at the gate
+
+    def __call__(self, z, pitches):
+        if not self.gate.is_set():
+            self.waiting.set()
+            self.gate.wait()
+        return super().__call__(z, pitches)
+
+
+def make_engine(model, **options) -> Engine:
+    """A started engine whose first timbre point is rendered."""
+    engine = engine_for(model, **options)
     engine.start()
     assert engine.wait_ready(60), "the first timbre point did not render"
     return engine
@@ -50,6 +78,13 @@ def wait_for(condition, timeout: float = 30.0, what: str = "condition"):
             return value
         time.sleep(0.01)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def free_port() -> int:
+    """A UDP port on 127.0.0.1 that nothing listens on (now)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class OscClient:
@@ -93,3 +128,16 @@ class OscClient:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class FakeClock:
+    """A monotonic clock that moves only when told (for rate limits and expiry)."""
+
+    def __init__(self, start: float = 1000.0):
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds

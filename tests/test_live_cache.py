@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 
+from live_helpers import wait_for
 from gansynth_live.latent import seeded_z
 from gansynth_live.live.cache import NoteCache
 from gansynth_live.live.timbre import MAX_SEED, GridPoint, TimbreState
@@ -315,7 +316,7 @@ def test_concurrent_put_get_stand_in():
                for k, f in enumerate((putter, getter, stander))]
     for t in threads:
         t.start()
-    time.sleep(0.6)
+    wait_for(lambda: min(counts) > 200, timeout=30, what="200 calls of each kind")
     stop.set()
     for t in threads:
         t.join(5)

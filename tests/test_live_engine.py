@@ -11,10 +11,11 @@ import pytest
 import gansynth_live as gl
 from gansynth_live.envelope import Envelope
 from gansynth_live.live.engine import Engine
+from gansynth_live.live.planner import RETRY_FAILED_AFTER_S
 from gansynth_live.live.voices import velocity_gain
 from gansynth_live.live.renderer import resample
 from gansynth_live.sustain import find_loop, looped
-from live_helpers import PITCHES, RATE, make_engine, play, tiny_model, wait_for  # noqa: F401
+from live_helpers import PITCHES, RATE, FakeClock, engine_for, make_engine, play, tiny_model, wait_for  # noqa: F401
 
 L = RATE  # 1 s notes at the device rate
 
@@ -139,10 +140,14 @@ def test_a_miss_sounds_at_once_from_a_stand_in_then_the_exact_note(engine):
 
 
 def test_moving_within_a_grid_cell_keeps_the_point_and_the_cache(engine):
-    before = engine.status()
+    point = engine.timbre.current_point()
+    notes = [engine.cache.get(point, p) for p in PITCHES]
     engine.set_xy(0.2, 0.24)  # grid 3: still point (0, 0)
-    assert engine.timbre.current_point() == engine.timbre.current_point().__class__(0, 0, 0)
-    assert engine.status()["ready"] == 1 and engine.status()["renders"] >= before["renders"]
+    assert engine.timbre.current_point() == point == (0, 0, 0)
+    assert engine.wait_ready(0)  # still playable, without waiting for anything
+    assert all(engine.cache.get(point, p) is note for p, note in zip(PITCHES, notes))
+    engine.note_on(60, 100)
+    assert engine.status()["cache_hits"] == 1 and engine.status()["cache_misses"] == 0
 
 
 def test_new_seed_is_a_new_timbre_and_old_notes_stand_in(engine):
@@ -186,23 +191,23 @@ def test_render_note_uses_the_exact_position(engine, tiny_model):  # noqa: F811
 @pytest.mark.parametrize("call, message", [
     (lambda e: e.note_on(45, 100), "pitch 45 is more than 12 semitones from the model's "
                                    "pitches 58..62"),
-    (lambda e: e.note_on(128, 100), "pitch must be 0..127, got 128"),
-    (lambda e: e.note_off(-1), "pitch must be 0..127, got -1"),
+    (lambda e: e.note_on(128, 100), "pitch must be in 0..127, got 128"),
+    (lambda e: e.note_off(-1), "pitch must be in 0..127, got -1"),
     (lambda e: e.note_on(60.5, 100), "pitch must be a whole number"),
-    (lambda e: e.note_on(60, 128), "velocity must be 0..127, got 128"),
-    (lambda e: e.note_on(60, float("nan")), "velocity must be a whole number"),
-    (lambda e: e.note_on(60, 100, duration=-1), "duration must be 0..3600 seconds"),
+    (lambda e: e.note_on(60, 128), "velocity must be in 0..127, got 128"),
+    (lambda e: e.note_on(60, float("nan")), "velocity must be finite, got nan"),
+    (lambda e: e.note_on(60, 100, duration=-1), "duration must be in 0..3600 seconds"),
     (lambda e: e.note_on("sixty", 100), "pitch must be a number"),
     (lambda e: e.set_xy(1.5, 0), "x must be in 0..1, got 1.5"),
-    (lambda e: e.set_xy(0, float("nan")), "y must be in 0..1"),
-    (lambda e: e.set_seed(4, 1), "anchor must be 0..3, got 4"),
-    (lambda e: e.set_seed(0, -1), "seed must be in 0.."),
+    (lambda e: e.set_xy(0, float("nan")), "y must be finite, got nan"),
+    (lambda e: e.set_seed(4, 1), "anchor must be in 0..3, got 4"),
+    (lambda e: e.set_seed(0, -1), "seed must be in 0..9223372036854775807"),
     (lambda e: e.set_z(0, [0.0] * 3), "z for anchor 0 needs 16 numbers, got 3"),
     (lambda e: e.set_z(1, [float("inf")] * 16), "z contains NaN or infinite values"),
     (lambda e: e.set_envelope(101, 0.5, 25, 0.5), "attack_percent must be in 0..100"),
     (lambda e: e.set_envelope(1, 0.5, 25, 2), "release_slope must be in 0..1"),
     (lambda e: e.pitch_bend(3), "pitch bend must be within +-2 semitones"),
-    (lambda e: e.set_gain(-1), "gain must be 0..4"),
+    (lambda e: e.set_gain(-1), "gain must be in 0..4"),
 ])
 def test_bad_input_is_refused_by_name_and_changes_nothing(engine, call, message):
     before = engine.status()
@@ -229,21 +234,26 @@ class FailingModel(gl.Model):
 
 def test_a_failing_render_is_counted_and_the_instrument_plays_on(tiny_model):  # noqa: F811
     model = FailingModel(tiny_model.config, PITCHES, generator=tiny_model.generator)
-    engine = Engine(model, sample_rate=RATE, blocksize=256, grid=3, cache_bytes=64 << 20,
-                    batch_size=1, log=lambda message: None)
+    FailingModel.failed.clear()
+    clock = FakeClock()
+    engine = engine_for(model, batch_size=1, clock=clock)
     engine.start()
     try:
         point = engine.timbre.current_point()
         wait_for(lambda: engine.cache.cached_pitches(point) == 4, what="the other pitches")
-        wait_for(lambda: engine.status()["render_errors"] >= 1, what="the failure")
-        assert engine.status()["ready"] == 0
+        wait_for(lambda: engine.status()["render_failures"] >= 1, what="the failure")
+        assert engine.status()["ready"] == 0 and engine.status()["render_errors"] >= 1
         engine.note_on(60, 100)
         engine.note_on(61, 100)  # stand-in: pitch 60 or 62 resampled
         out = play(engine, 0.2)
         assert np.abs(out).max() > 0 and engine.status()["voices"] == 2
-        threading.Event().wait(1.0)
-        # A failed note is retried after a pause (5 s), not in a busy loop.
-        assert len(FailingModel.failed) == len(set(FailingModel.failed)) >= 1
+        # A failed note is not planned again before RETRY_FAILED_AFTER_S (no busy loop)...
+        first = FailingModel.failed[0]
+        assert (point, 61) not in [job.key for job in engine.planner.next_jobs(100)]
+        assert FailingModel.failed.count(first) == 1
+        clock.advance(RETRY_FAILED_AFTER_S)  # ...and is, after it
+        engine.worker.wake()
+        wait_for(lambda: FailingModel.failed.count(first) == 2, what="the retry")
     finally:
         engine.stop()
 
@@ -266,4 +276,4 @@ def test_the_cache_stays_within_its_budget_while_the_timbre_moves(tiny_model):  
 def test_too_small_a_cache_is_refused():
     model = gl.Model(gl.preset("tiny"), PITCHES)
     with pytest.raises(ValueError, match="cannot hold one timbre point"):
-        Engine(model, sample_rate=RATE, cache_bytes=1000)
+        engine_for(model, cache_bytes=1000)

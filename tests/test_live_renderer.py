@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 import gansynth_live as gl
+from gansynth_live.live.facts import ModelFacts
 from gansynth_live.live.renderer import InProcessRenderer, ProcessRenderer, RenderError
-from live_helpers import PITCHES, RATE, tiny_model  # noqa: F401
+from live_helpers import PITCHES, RATE, tiny_model, wait_for  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +109,25 @@ def test_closing_removes_the_arena(saved_tiny):
 def test_a_bad_model_is_reported_at_start(tmp_path):
     with pytest.raises(RenderError, match="could not load the model: ModelLoadError: .*nope"):
         ProcessRenderer(tmp_path / "nope", RATE)
+
+
+def test_a_renderer_started_in_the_background_waits_its_first_call(tiny_model, saved_tiny):  # noqa: F811,E501
+    renderer = ProcessRenderer(saved_tiny, RATE, threads=1, wait=False)
+    try:
+        z = tiny_model.random_z(1, seed=2)
+        note = renderer(z, [60])[0]  # waits for the child to be ready
+        assert renderer.facts == ModelFacts.of(tiny_model)
+        np.testing.assert_allclose(note.samples,
+                                   InProcessRenderer(tiny_model, RATE)(z, [60])[0].samples,
+                                   atol=5e-3)  # as above: TensorFlow's threads differ
+    finally:
+        renderer.close()
+
+
+def test_closing_while_the_background_start_loads_stops_at_once(saved_tiny):
+    renderer = ProcessRenderer(saved_tiny, RATE, threads=1, wait=False)
+    child = wait_for(lambda: renderer._process, 30, "the child to be spawned")
+    renderer.close()  # TensorFlow is still importing: nothing to wait for
+    assert renderer.pid is None and child is not None and not child.is_alive()
+    with pytest.raises(RenderError, match="closed"):
+        renderer(np.zeros((1, 16), np.float32), [60])

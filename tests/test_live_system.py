@@ -104,7 +104,7 @@ def start_server(jack, tmp_path, *extra):
     wav = tmp_path / "played.wav"
     server = Server(jack.env, "--device", "system", "--osc-port", str(port), "--record",
                     str(wav), "--render-dir", str(tmp_path / "renders"), "--grid", "3",
-                    "--cache-mb", "64", *extra)
+                    "--cache-mb", "64", "--note-store", "off", *extra)
     return server, port, wav
 
 
@@ -114,6 +114,9 @@ def test_osc_session_is_recorded_exactly(jack, tmp_path, default_model):
     try:
         assert f"OSC on 127.0.0.1:{port}" in server.ready_line
         assert client.status()["ready"] == 1
+        # Only the render process runs the model: no TensorFlow library in this one.
+        maps = open(f"/proc/{server.process.pid}/maps").read()
+        assert "libtensorflow" not in maps and "_pywrap_tensorflow" not in maps
         client.send("/envelope", 0.0, 0.5, 10.0, 0.5)  # the shortest attack: 5 ms
         time.sleep(0.1)
         t60 = time.perf_counter()
@@ -173,6 +176,37 @@ def test_osc_session_is_recorded_exactly(jack, tmp_path, default_model):
     end_of_72 = np.flatnonzero(left)[-1]
     assert (end_of_72 - starts[2]) / RATE < 0.2 + 0.05
     assert len(left) - end_of_72 > 0.3 * RATE
+
+
+def test_a_second_start_plays_the_stored_first_point(jack, tmp_path, default_model):
+    """The first start stores the first point's notes; the next loads them and is ready
+    before its render process has loaded the model, and plays the same notes."""
+    store = tmp_path / "store"
+    for start in ("first", "second"):
+        server, port, wav = start_server(jack, tmp_path, "--note-store", str(store),
+                                         "--envelope", "0", "0.5", "10", "0.5")
+        client = OscClient(port)
+        try:
+            assert client.status()["ready"] == 1
+            client.send("/note_on", 60, 127)
+            time.sleep(0.4)  # the note's length in the recording
+            client.send("/note_off", 60)
+            client.send("/quit")
+            assert client.expect("/done") == ["/quit"]
+            assert server.wait(30) == 0, "".join(server.output)
+        finally:
+            client.close()
+            server.kill()
+        loaded = [line for line in server.output if "first timbre point loaded from" in line]
+        assert bool(loaded) == (start == "second"), "".join(server.output)
+        left = sf.read(wav, dtype="float32")[0][:, 0]
+        begin = onsets(left)[0] - 1  # an attack's first gain is exactly 0
+        n = int(0.3 * RATE)
+        held = Envelope(0, 0.5, 10, 0.5).note_gain(n, RATE, RATE, loop=True)[:n]
+        np.testing.assert_allclose(left[begin:begin + n],
+                                   GAIN * expected_note(default_model, 60)[:n] * held,
+                                   atol=2e-3)
+    assert len(list(store.glob("first-point-*.npz"))) == 1
 
 
 STALLING_OUTPUT = r"""
@@ -257,8 +291,17 @@ def test_start_up_errors_are_one_clear_line(jack, tmp_path):
         r = subprocess.run([sys.executable, "-m", "gansynth_live.live", *args], env=jack.env,
                            capture_output=True, text=True, timeout=120)
         return r.returncode, r.stdout + r.stderr
+    # Flags are checked before the model loads, and each error names its flag.
     code, out = run("--model", str(tmp_path / "nope"), "--device", "system")
-    assert code == 1 and f"gansynth-live: error: cannot load model {tmp_path / 'nope'}: no such" in out, out
+    assert code == 2 and f"gansynth-live: error: --model {tmp_path / 'nope'}: no such directory" in out, out
+    code, out = run("--device", "system", "--osc-host", "0.0.0.0", "--allow", "no-such-host.invalid")
+    assert code == 2 and "gansynth-live: error: --allow: cannot resolve 'no-such-host.invalid'" in out, out
+    code, out = run("--bend-range", "0")
+    assert code == 2 and "argument --bend-range: must be above 0 and at most 96, got 0" in out, out
+    code, out = run("--osc-port", "65536")
+    assert code == 2 and "argument --osc-port: must be in 0..65535, got 65536" in out, out
+    code, out = run("--device", "system", "--envelope", "1", "2", "25", "0.5")
+    assert code == 2 and "gansynth-live: error: --envelope: attack_slope must be in 0..1" in out, out
     code, out = run("--device", "no-such-card")
     assert code == 1 and "gansynth-live: error: audio device no-such-card" in out, out
     assert "system, JACK Audio Connection Kit" in out  # the devices there are
@@ -266,7 +309,7 @@ def test_start_up_errors_are_one_clear_line(jack, tmp_path):
     assert code == 1 and "gansynth-live: error: audio device system: " in out, out
     assert "Invalid sample rate" in out
     code, out = run("--grid", "1")
-    assert code == 2 and "argument --grid: must be at least 2, got 1" in out, out
+    assert code == 2 and "argument --grid: must be in 2..64, got 1" in out, out
     code, out = run("--list-devices")
     assert code == 0 and "system" in out
 

@@ -17,6 +17,8 @@ from typing import Callable
 import numpy as np
 import soundfile as sf
 
+from gansynth_live.live.realtime import realtime_thread
+
 
 class Recorder:
     """Writes what the callback played to a WAV file (32-bit float), from a writer thread.
@@ -104,6 +106,7 @@ class AudioOutput:
         self._frames_played = 0
         self.skipped_frames = 0
         self.last_error = ""
+        self.realtime = False  # the callback thread has a real-time policy (set at its start)
         self._budget = self.blocksize / self.sample_rate
         self.recorder = Recorder(record, sample_rate, channels) if record else None
         try:
@@ -119,6 +122,8 @@ class AudioOutput:
 
     def _callback(self, outdata: np.ndarray, frames: int, time_info, status) -> None:
         start = time.perf_counter()
+        if not self.callbacks:
+            self.realtime = realtime_thread()
         self._count_skipped(time_info.outputBufferDacTime, start, frames)
         if self.callbacks:
             gap = start - self._previous_start
@@ -180,6 +185,7 @@ class AudioOutput:
                   "max_callback_gap_ms": self.max_gap_seconds * 1000.0,
                   "skipped_ms": self.skipped_frames * 1000.0 / self.sample_rate,
                   "output_latency_ms": float(self.stream.latency) * 1000.0,
+                  "audio_realtime": int(self.realtime),
                   "device": self.device_name}
         if self.recorder is not None:
             status["record_dropped_frames"] = self.recorder.dropped_frames

@@ -19,19 +19,18 @@ import threading
 import time
 from pathlib import Path
 
+from gansynth_live.live.ratelimit import LimitedLog
 from gansynth_live.sustain import DEFAULT_SUSTAIN_MODE, SUSTAIN_MODES
+from gansynth_live.validation import (MAX_BEND_RANGE, MAX_SEED, MIDI_CC, MIDI_CHANNEL, flag,
+                                      integer, number)
 
 
-def _at_least(minimum: float, kind=int):
-    def convert(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not value >= minimum:  # also rejects NaN
-            raise argparse.ArgumentTypeError(f"must be at least {minimum:g}, got {text}")
-        return value
-    return convert
+def _integer(low: int | None = None, high: int | None = None):
+    return flag(integer, int, low=low, high=high)
+
+
+def _number(low: float | None = None, high: float | None = None, above: float | None = None):
+    return flag(number, float, low=low, high=high, above=above)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -41,7 +40,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     g = p.add_argument_group("OSC")
     g.add_argument("--osc-host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1; 0.0.0.0 = all interfaces)")
-    g.add_argument("--osc-port", type=_at_least(0), default=57120, help="UDP port (default 57120)")
+    g.add_argument("--osc-port", type=_integer(0, 65535), default=57120,
+                   help="UDP port (default 57120; 0 = any free port)")
     g.add_argument("--allow", action="append", default=[], metavar="HOST",
                    help="a client host allowed when listening beyond 127.0.0.1 (repeatable)")
     g.add_argument("--render-dir", default="renders", type=Path,
@@ -53,37 +53,43 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="create a virtual MIDI input port (default name gansynth-live)")
     g.add_argument("--midi-api", help="rtmidi API: LINUX_ALSA, UNIX_JACK, MACOSX_CORE, "
                                       "WINDOWS_MM (default: mido's choice)")
-    g.add_argument("--midi-channel", type=int, choices=range(1, 17), metavar="1..16",
+    g.add_argument("--midi-channel", type=_integer(*MIDI_CHANNEL), metavar="1..16",
                    help="listen to one channel only (default: all)")
-    g.add_argument("--midi-cc-x", type=int, default=1, help="CC number moving timbre x "
+    g.add_argument("--midi-cc-x", type=_integer(*MIDI_CC), default=1, help="CC number moving timbre x "
                                                             "(default 1, the mod wheel)")
-    g.add_argument("--midi-cc-y", type=int, default=2, help="CC number moving timbre y "
+    g.add_argument("--midi-cc-y", type=_integer(*MIDI_CC), default=2, help="CC number moving timbre y "
                                                             "(default 2)")
-    g.add_argument("--bend-range", type=_at_least(0, float), default=2.0,
-                   help="pitch-bend range in semitones (default 2)")
+    g.add_argument("--bend-range", type=_number(above=0.0, high=MAX_BEND_RANGE),
+                   default=2.0, help="pitch-bend range in semitones (default 2)")
     g = p.add_argument_group("audio")
     g.add_argument("--device", help="output device name or index (default: the system's)")
-    g.add_argument("--blocksize", type=_at_least(1), default=256, help="frames per block (default 256)")
+    g.add_argument("--blocksize", type=_integer(16, 8192), default=256,
+                   help="frames per block (default 256)")
     g.add_argument("--latency", help="PortAudio output latency: seconds, 'low' (default) "
                                      "or 'high'")
-    g.add_argument("--sample-rate", type=_at_least(1000), help="default: the device's default rate")
+    g.add_argument("--sample-rate", type=_integer(8000, 384000),
+                   help="default: the device's default rate")
     g.add_argument("--channels", type=int, default=2, choices=(1, 2))
     g.add_argument("--record", type=Path, metavar="WAV",
                    help="also write exactly what is played to this WAV file")
-    g.add_argument("--gain", type=_at_least(0, float), default=0.5, help="master gain (default 0.5)")
+    g.add_argument("--gain", type=_number(0.0, 4.0), default=0.5,
+                   help="master gain (default 0.5)")
     g = p.add_argument_group("instrument")
-    g.add_argument("--grid", type=_at_least(2), default=9,
+    g.add_argument("--grid", type=_integer(2, 64), default=9,
                    help="timbre grid resolution per side (default 9: 81 cached points)")
-    g.add_argument("--cache-mb", type=_at_least(1, float), default=1024.0,
+    g.add_argument("--cache-mb", type=_number(1.0), default=1024.0,
                    help="memory budget of the note cache in MiB (default 1024)")
-    g.add_argument("--polyphony", type=_at_least(1), default=32, help="voices (default 32)")
-    g.add_argument("--batch-size", type=_at_least(1), default=8, help="notes per render batch")
-    g.add_argument("--render-threads", type=_at_least(1),
+    g.add_argument("--polyphony", type=_integer(1, 256), default=32,
+                   help="voices (default 32)")
+    g.add_argument("--batch-size", type=_integer(1, 256), default=8,
+                   help="notes per render batch")
+    g.add_argument("--render-threads", type=_integer(1, 1024),
                    help="CPU threads TensorFlow may use to render (default: all cores but "
                         "one, which is left to the audio thread)")
-    g.add_argument("--seeds", type=_at_least(0), nargs=4, default=[0, 1, 2, 3], metavar="SEED",
+    g.add_argument("--seeds", type=_integer(0, MAX_SEED), nargs=4, default=[0, 1, 2, 3],
+                   metavar="SEED",
                    help="seeds of the four anchor timbres (default 0 1 2 3)")
-    g.add_argument("--velocity-curve", type=_at_least(0, float), default=2.0,
+    g.add_argument("--velocity-curve", type=_number(0.0, 16.0), default=2.0,
                    help="gain = (velocity/127) ** curve (default 2; 0 = no velocity)")
     g.add_argument("--envelope", type=float, nargs=4, metavar=("A%", "AS", "R%", "RS"),
                    default=[1.0, 0.5, 25.0, 0.5],
@@ -94,9 +100,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     g = p.add_argument_group("information")
     g.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
     g.add_argument("--list-midi", action="store_true", help="list MIDI inputs and exit")
-    g.add_argument("--ready-timeout", type=_at_least(1, float), default=900.0,
+    g.add_argument("--note-store", metavar="DIR|off",
+                   help="keep the first timbre point's rendered notes here, so that the "
+                        "next start is ready in seconds (default: "
+                        "$XDG_CACHE_HOME/gansynth-live or ~/.cache/gansynth-live)")
+    g.add_argument("--ready-timeout", type=_number(1.0), default=900.0,
                    help="seconds to wait for the first timbre to render (default 900)")
     return p.parse_args(argv)
+
+
+class FlagError(ValueError):
+    """A flag's value that cannot work; the message names the flag."""
 
 
 def main(argv=None) -> int:
@@ -105,13 +119,59 @@ def main(argv=None) -> int:
         return run(args)
     except KeyboardInterrupt:
         return 130
+    except FlagError as e:  # as argparse reports its own: usage error, status 2
+        print(f"gansynth-live: error: {e}", file=sys.stderr, flush=True)
+        return 2
     except Exception as e:  # noqa: BLE001 - one clear line, not a traceback
         print(f"gansynth-live: error: {e}", file=sys.stderr, flush=True)
         return 1
 
 
-def log(message: str) -> None:
+def _print(message: str) -> None:
     print(f"gansynth-live: {message}", file=sys.stderr, flush=True)
+
+
+# Lines a second on stderr at most (bursts of 20): bad MIDI or render errors in a flood
+# must not grow the log without limit. The lines dropped are counted in the next one.
+log = LimitedLog(_print, rate=2.0, burst=20)
+
+
+def check_flags(args: argparse.Namespace):
+    """Everything the flags name, checked before the model loads (which takes seconds):
+    (sample rate, the bound OSC socket, the render directory). FlagError names the flag."""
+    from gansynth_live.envelope import Envelope
+    from gansynth_live.live.osc import allow_list, bind_udp
+    from gansynth_live.live.render_files import RenderDir
+
+    if args.model is not None and not Path(args.model).is_dir():
+        raise FlagError(f"--model {args.model}: no such directory")
+    try:
+        Envelope(*args.envelope)
+    except ValueError as e:
+        raise FlagError(f"--envelope: {e}") from None
+    if args.midi_api is not None:
+        from gansynth_live.live.midi_input import _api_id
+        try:
+            _api_id(args.midi_api)
+        except ValueError as e:
+            raise FlagError(f"--midi-api: {e}") from None
+    if args.record is not None and not args.record.parent.is_dir():
+        raise FlagError(f"--record {args.record}: no directory {args.record.parent}")
+    try:
+        allow_list(args.osc_host, args.allow)
+    except ValueError as e:
+        raise FlagError(str(e)) from None
+    sample_rate = check_device(args.device, args.sample_rate, args.channels)
+    try:
+        render_dir = RenderDir(args.render_dir)
+    except OSError as e:
+        raise FlagError(f"--render-dir: {e}") from None
+    try:
+        sock = bind_udp(args.osc_host, args.osc_port)
+    except (OSError, ValueError) as e:
+        render_dir.close()
+        raise FlagError(f"--osc-host/--osc-port: {e}") from None
+    return sample_rate, sock, render_dir
 
 
 def run(args: argparse.Namespace) -> int:
@@ -127,51 +187,60 @@ def run(args: argparse.Namespace) -> int:
     # The audio callback needs the GIL within a block (5 ms at 256 frames / 48 kHz);
     # Python's default switch interval (5 ms) would let another thread keep it that long.
     sys.setswitchinterval(0.0005)
-    import gansynth_live as gl
     from gansynth_live.live.audio import AudioOutput
     from gansynth_live.live.engine import Engine
+    from gansynth_live.live.note_store import NoteStore, default_directory
     from gansynth_live.live.osc import OscServer
     from gansynth_live.live.renderer import ProcessRenderer
 
-    sample_rate = check_device(args.device, args.sample_rate, args.channels)
-    model = gl.load_model(args.model)  # here for its facts; the render process runs it
-    renderer = ProcessRenderer(args.model, sample_rate, threads=args.render_threads
-                               or max(1, (os.cpu_count() or 2) - 1))
-    log(f"model {model.name}: {model.sample_rate} Hz, {model.num_samples / model.sample_rate:g} s "
-        f"notes, pitches {model.pitches[0]}..{model.pitches[-1]}")
-    engine = Engine(model, sample_rate=sample_rate, channels=args.channels,
-                    blocksize=args.blocksize, grid=args.grid,
-                    cache_bytes=int(args.cache_mb * 2**20), polyphony=args.polyphony,
-                    seeds=args.seeds, velocity_curve=args.velocity_curve, gain=args.gain,
-                    bend_range=args.bend_range, batch_size=args.batch_size,
-                    sustain_mode=args.sustain, renderer=renderer, log=log)
-    engine.set_envelope(*args.envelope)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
     started = time.perf_counter()
-    engine.start()
-    audio = osc = midi = None
+    sample_rate, sock, render_dir = check_flags(args)
+    audio = osc = midi = engine = None
     try:
+        store = stored = None
+        if args.note_store != "off":
+            store = NoteStore(args.note_store or default_directory(), args.model, sample_rate,
+                              args.seeds[0])
+            stored = store.load()
+        # The model (and TensorFlow) lives in the render process only; its facts come
+        # back from it, or with the stored first point (then it starts in the background).
+        renderer = ProcessRenderer(args.model, sample_rate, threads=args.render_threads
+                                   or max(1, (os.cpu_count() or 2) - 1),
+                                   wait=stored is None)
+        facts = renderer.facts if stored is None else stored[0]
+        log(f"model {facts.name}: {facts.sample_rate} Hz, "
+            f"{facts.num_samples / facts.sample_rate:g} s notes, pitches {facts.pitch_range}")
+        engine = Engine(facts, renderer, sample_rate=sample_rate, channels=args.channels,
+                        blocksize=args.blocksize, grid=args.grid,
+                        cache_bytes=int(args.cache_mb * 2**20), polyphony=args.polyphony,
+                        seeds=args.seeds, velocity_curve=args.velocity_curve, gain=args.gain,
+                        bend_range=args.bend_range, batch_size=args.batch_size,
+                        sustain_mode=args.sustain, log=log)
+        engine.set_envelope(*args.envelope)
+        if stored is not None:
+            engine.preload(stored[1])
+            log(f"first timbre point loaded from {store.path}")
+        stop = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        engine.start()
         while not engine.wait_ready(0.2):
             if stop.is_set():
                 return 130
             if time.perf_counter() - started > args.ready_timeout:
                 raise TimeoutError(f"the first timbre did not render within "
                                    f"{args.ready_timeout:g} s")
-        log(f"first timbre rendered in {time.perf_counter() - started:.1f} s")
-        # A full garbage collection walks every object of this process (TensorFlow's
-        # modules make that millions) with the GIL held: 100 ms and more that the audio
-        # callback would wait. Freeze what exists now; what comes later is little.
+        log(f"first timbre playable {time.perf_counter() - started:.1f} s after start")
+        if store is not None and stored is None:
+            save_first_point(engine, store)
+        # What exists now lives as long as the server: keep it out of the collector's
+        # full passes, which walk every tracked object with the GIL held.
         gc.collect()
         gc.freeze()
         audio = AudioOutput(engine.mixer.process, sample_rate=sample_rate,
                             channels=args.channels, blocksize=args.blocksize,
                             device=_device(args.device), latency=_latency(args.latency),
                             record=args.record)
-        osc = OscServer(engine, host=args.osc_host, port=args.osc_port, allow=args.allow,
-                        render_dir=args.render_dir, on_quit=stop.set,
-                        extra_status=audio.status, log=log)
         if args.midi_in or args.midi_virtual:
             from gansynth_live.live.midi_input import MidiInput
             midi = MidiInput(engine, args.midi_in or args.midi_virtual,
@@ -180,6 +249,13 @@ def run(args: argparse.Namespace) -> int:
                              channel=None if args.midi_channel is None else args.midi_channel - 1,
                              cc_x=args.midi_cc_x, cc_y=args.midi_cc_y,
                              bend_range=args.bend_range, on_error=lambda m: log(f"midi: {m}"))
+        inputs = midi
+        osc = OscServer(engine, host=args.osc_host, sock=sock, allow=args.allow,
+                        render_dir=render_dir, on_quit=stop.set,
+                        extra_status=lambda: {**audio.status(),
+                                              **(inputs.status() if inputs else {})},
+                        log=log)
+        sock = render_dir = None  # the server's now
         audio.start()
         osc.start()
         print(f"ready: OSC on {osc.host}:{osc.port}, audio {audio.device_name!r} at "
@@ -191,6 +267,10 @@ def run(args: argparse.Namespace) -> int:
         time.sleep(engine.mixer.fade_frames / sample_rate + 4 * args.blocksize / sample_rate
                    + 0.05)
     finally:
+        if sock is not None:
+            sock.close()
+        if render_dir is not None:
+            render_dir.close()
         if midi is not None:
             midi.close()
         if osc is not None:
@@ -202,8 +282,19 @@ def run(args: argparse.Namespace) -> int:
                 f"({status['skipped_ms']:.0f} ms skipped), "
                 f"{status['late_callbacks']} late callbacks, "
                 f"{status['callback_errors']} callback errors")
-        engine.stop()
+        if engine is not None:
+            engine.stop()
     return 0
+
+
+def save_first_point(engine, store) -> None:
+    """Store the first point's notes for the next start (a failure only costs that)."""
+    point = engine.timbre.current_point()
+    notes = {pitch: engine.cache.get(point, pitch) for pitch in engine.facts.pitches}
+    try:
+        store.save(engine.facts, notes)
+    except OSError as e:
+        log(f"could not store the first timbre point in {store.directory}: {e}")
 
 
 def _device(device: str | None):

@@ -54,9 +54,15 @@ import threading
 import time
 from typing import Callable
 
+from gansynth_live.live.ratelimit import RateLimit
+from gansynth_live.validation import MAX_BEND_RANGE, MIDI_CC, integer, number
+
 DEFAULT_NAME = "gansynth-live"
 FALLBACK_API = "UNIX_JACK"
 QUEUE_SIZE = 4096
+# Messages handled per second, burst: a MIDI cable carries at most ~1000 (31250 baud);
+# beyond that it is a flood (or garbage) and is dropped, counted in `dropped`.
+MIDI_RATE = (1000.0, 1000)
 
 CC_SUSTAIN = 64
 CC_ALL_SOUND_OFF = 120
@@ -140,18 +146,12 @@ class MidiInput:
                  api: str | None = None, channel: int | None = None,
                  cc_x: int = 1, cc_y: int = 2, bend_range: float = 2.0,
                  on_error: Callable[[str], None] | None = None,
-                 poll_interval: float = 0.001):
-        if channel is not None and (isinstance(channel, bool) or channel not in range(16)):
-            raise ValueError(f"MIDI channel must be 0..15 or None (omni), got {channel!r}")
-        for label, cc in (("cc_x", cc_x), ("cc_y", cc_y)):
-            if isinstance(cc, bool) or cc not in range(128):
-                raise ValueError(f"{label} must be a CC number 0..127, got {cc!r}")
-        bend_range = float(bend_range)
-        if not 0.0 < bend_range <= 96.0:   # also rejects NaN
-            raise ValueError(f"bend_range must be within (0, 96] semitones, got {bend_range:g}")
-        poll_interval = float(poll_interval)
-        if not 0.0 < poll_interval <= 0.1:
-            raise ValueError(f"poll_interval must be within (0, 0.1] s, got {poll_interval:g}")
+                 poll_interval: float = 0.001, clock: Callable[[], float] = time.monotonic):
+        if channel is not None:
+            channel = integer("MIDI channel (0..15, or None for omni)", channel, 0, 15)
+        cc_x, cc_y = integer("cc_x", cc_x, *MIDI_CC), integer("cc_y", cc_y, *MIDI_CC)
+        bend_range = number("bend_range", bend_range, above=0.0, high=MAX_BEND_RANGE)
+        poll_interval = number("poll_interval", poll_interval, above=0.0, high=0.1)
         if not virtual and not port:
             raise ValueError("give a MIDI input port name, or virtual=True; available: "
                              + (", ".join(repr(n) for n in self.list_ports(api)) or "none"))
@@ -166,6 +166,8 @@ class MidiInput:
         self.virtual = virtual
         self.errors = 0          # messages whose handling raised
         self.received = 0        # messages taken from the port (before channel filtering)
+        self.dropped = 0         # messages beyond MIDI_RATE, not handled
+        self._limit = RateLimit(*MIDI_RATE, clock)
         self._stop = threading.Event()
         self._closed = False
         self._close_lock = threading.Lock()
@@ -231,6 +233,11 @@ class MidiInput:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def status(self) -> dict[str, int]:
+        """The /status fields of the MIDI input."""
+        return {"midi_received": self.received, "midi_errors": self.errors,
+                "midi_dropped_rate": self.dropped}
+
     def __repr__(self) -> str:
         kind = "virtual " if self.virtual else ""
         return f"<MidiInput {kind}{self.name!r} ({self.api})>"
@@ -246,6 +253,9 @@ class MidiInput:
                 wait(interval)
                 continue
             self.received += 1
+            if not self._limit.allow():
+                self.dropped += 1
+                continue
             try:
                 msg = mido.Message.from_bytes(event[0])
             except (ValueError, TypeError, IndexError):

@@ -1,58 +1,55 @@
-"""The OSC server: the address table of docs/gansynth-live.md over UDP (python-osc parsing).
+"""The OSC server: the address table of docs/gansynth-live.md over UDP.
 
 One thread receives datagrams and handles them in order; handlers only validate and
-call the engine, which never waits for rendering, so a flood of notes cannot stall
-anything else. Bundles are unpacked and run at once (time tags are ignored: a far-future
-tag must not hold the server).
+call the engine, which never waits for rendering. Datagrams are decoded strictly
+(`oscwire`: a cut-short argument, an unknown type tag or a broken bundle is refused,
+never guessed at). Bundles run at once (time tags are ignored: a far-future tag must
+not hold the server).
 
-Replies: `/fail <address> <reason>` for anything wrong (malformed packet, unknown
-address, wrong argument count or type, value out of range); `/done <address> ...` when
-an asynchronous command finished; `/status.reply name value ...` for /status. They go
-to the ports the sender's host subscribed with `/notify 1 port` (Pd cannot receive on
-the socket it sends from), or else back to the sending address.
+Replies (`replies.Replier`, its own thread): `/fail <address> <reason>` for anything
+wrong, one per datagram (a bundle's first failure, with how many more there were);
+`/done <address> ...` when an asynchronous command finished; `/status.reply name value
+...`; `/synced id` for `/sync id`. Each goes to the client (host and port) that asked,
+or to the ports it subscribed with `/notify 1 port` (`clients.Clients`).
+
+Bounded work: messages beyond their class's rate (`RATES`: playing and shaping,
+queries, subscriptions, each its own budget so that a flood of one leaves the others
+answered) are dropped unread and counted, as are datagrams from hosts not allowed and
+/fail replies beyond `FAIL_RATE`; see `counters` and /status.
 
 Every integer argument also accepts an integral float (Pd sends every number as a
-float). Listening beyond 127.0.0.1 needs an allow-list: datagrams from other hosts are
-dropped without a reply.
+float). Listening beyond the loopback interface needs an allow-list: datagrams from
+other hosts are dropped without a reply.
 """
 from __future__ import annotations
 
+import collections
 import ipaddress
-import math
-import os
 import socket
-import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-import numpy as np
-import soundfile as sf
-from pythonosc import osc_packet
-from pythonosc.osc_message_builder import OscMessageBuilder
-
-from gansynth_live.live.engine import Engine, _as_int
+from gansynth_live.live.clients import Address, Clients
+from gansynth_live.live.engine import Engine
+from gansynth_live.live.oscwire import OscError, decode_message, peek_address, split_packet
+from gansynth_live.live.ratelimit import RateLimit
+from gansynth_live.live.render_files import RenderDir
+from gansynth_live.live.replies import Replier
 from gansynth_live.sustain import RenderedNote
+from gansynth_live.validation import UDP_PORT, integer, number
 
 MAX_DATAGRAM = 65535
+CONTROL_RATE = (1000.0, 1000)  # messages per second, burst: playing and shaping
+RATES = {"control": CONTROL_RATE, "query": (50.0, 50), "notify": (50.0, 50)}
+CLASSES = {"/status": "query", "/sync": "query", "/quit": "query", "/notify": "notify"}
+FAIL_RATE = (50.0, 50)         # /fail replies
+MAX_SYNCS_WAITING = 64         # /sync ids one client may have waiting
 
 
 class BadArguments(ValueError):
     pass
-
-
-def _number(args: tuple, index: int, name: str) -> float:
-    value = args[index]
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise BadArguments(f"{name} must be a number, got {type(value).__name__} {value!r}")
-    if not math.isfinite(value):
-        raise BadArguments(f"{name} must be finite, got {value}")
-    return float(value)
-
-
-def _integer(args: tuple, index: int, name: str) -> int:
-    return _as_int(name, _number(args, index, name))
 
 
 def _count(args: tuple, *allowed: int) -> None:
@@ -61,52 +58,83 @@ def _count(args: tuple, *allowed: int) -> None:
         raise BadArguments(f"expects {wanted} arguments, got {len(args)}")
 
 
+def resolve(host: str, what: str) -> str:
+    """The numeric address of `host` (IPv4 or IPv6); ValueError naming `what`."""
+    try:
+        return socket.getaddrinfo(host, None, type=socket.SOCK_DGRAM)[0][4][0]
+    except (socket.gaierror, UnicodeError) as e:
+        raise ValueError(f"{what}: cannot resolve {host!r}: {getattr(e, 'strerror', e)}") from None
+
+
+def bind_udp(host: str, port: int) -> socket.socket:
+    """A UDP socket bound to `host`:`port` (port 0 picks a free one); OSError naming both."""
+    address = resolve(host, "--osc-host")
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    try:
+        sock.bind((address, port))
+    except OSError as e:
+        sock.close()
+        raise OSError(f"cannot listen for OSC on {host}:{port}: {e.strerror}") from None
+    return sock
+
+
+def allow_list(host: str, allow: list[str]) -> set[str] | None:
+    """None = everyone (a loopback bind only hears this machine); else the allowed hosts
+    (the loopback addresses always among them). ValueError naming a host not resolved."""
+    address = resolve(host, "--osc-host")
+    if ipaddress.ip_address(address.split("%")[0]).is_loopback and not allow:
+        return None
+    return {"127.0.0.1", "::1", *(resolve(a, "--allow") for a in allow)}
+
+
 class OscServer:
-    """Serves `engine` on UDP `host`:`port` (port 0 picks a free one; see `.port`)."""
+    """Serves `engine` on UDP `host`:`port` (port 0 picks a free one; see `.port`), or on
+    `sock`, already bound (`bind_udp`). `clock` (monotonic seconds) is injectable."""
 
     def __init__(self, engine: Engine, *, host: str = "127.0.0.1", port: int = 57120,
-                 allow: list[str] | None = None, render_dir: str | Path = "renders",
+                 sock: socket.socket | None = None, allow: list[str] | None = None,
+                 render_dir: str | Path | RenderDir = "renders",
                  on_quit: Callable[[], None] = lambda: None,
                  extra_status: Callable[[], dict] = dict,
-                 log: Callable[[str], None] = print):
+                 log: Callable[[str], None] = print,
+                 clock: Callable[[], float] = time.monotonic):
         self.engine = engine
-        self.render_dir = Path(render_dir).resolve()
         self.on_quit = on_quit
         self.extra_status = extra_status
         self.log = log
-        self.allowed = self._allow_list(host, allow or [])
-        self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        try:
-            self.socket.bind((host, port))
-        except OSError as e:
-            self.socket.close()
-            raise OSError(f"cannot listen for OSC on {host}:{port}: {e.strerror}") from None
-        self.host, self.port = self.socket.getsockname()
-        self.subscribers: dict[str, set[int]] = {}  # sender host -> reply ports
-        self.counters = {"messages": 0, "failures": 0, "malformed": 0, "refused": 0}
-        self._pending_ready: dict[str, tuple[tuple, tuple]] = {}
-        self._lock = threading.Lock()
+        self.allowed = allow_list(host, allow or [])
+        self.render_files = (render_dir if isinstance(render_dir, RenderDir)
+                             else RenderDir(render_dir))
+        self.render_dir = self.render_files.path
+        self.socket = sock or bind_udp(host, port)
+        self.host, self.port = self.socket.getsockname()[:2]
+        self.clients = Clients(clock)
+        self.replier = Replier(self.socket, self.clients, log)
+        self.limits = {name: RateLimit(*rate, clock) for name, rate in RATES.items()}
+        self._fail_limit = RateLimit(*FAIL_RATE, clock)
+        self.counters = collections.Counter(messages=0, failures=0, malformed=0,
+                                            dropped_host=0, dropped_rate=0, dropped_fails=0)
+        self._lock = threading.Lock()  # the async bookkeeping: OSC, worker, reply threads
+        self._pending_ready: dict[str, tuple[Address, tuple]] = {}
+        self._ready_waiting: list[Address] = []
+        self._async: collections.Counter[Address] = collections.Counter()
+        self._syncs: dict[Address, list[int]] = {}
         self._thread = threading.Thread(target=self._serve, name="osc-server", daemon=True)
         self._closing = False
-        self.handlers: dict[str, Callable[[tuple, tuple], None]] = {
+        self.handlers: dict[str, Callable[[Address, tuple, float], None]] = {
             "/note_on": self._note_on, "/note_off": self._note_off, "/note": self._note,
             "/all_notes_off": self._all_notes_off, "/sustain": self._sustain,
             "/pitch_bend": self._pitch_bend, "/timbre/seed": self._seed, "/timbre/z": self._z,
             "/timbre/xy": self._xy, "/envelope": self._envelope, "/gain": self._gain,
             "/sustain_mode": self._sustain_mode,
-            "/status": self._status, "/notify": self._notify, "/render": self._render,
-            "/quit": self._quit,
+            "/status": self._status, "/notify": self._notify, "/sync": self._sync,
+            "/render": self._render, "/quit": self._quit,
         }
 
-    @staticmethod
-    def _allow_list(host: str, allow: list[str]) -> set[str] | None:
-        """None = everyone (a loopback bind only hears this machine); else allowed hosts."""
-        if ipaddress.ip_address(socket.gethostbyname(host)).is_loopback and not allow:
-            return None
-        return {"127.0.0.1", *(socket.gethostbyname(a) for a in allow)}
-
     def start(self) -> None:
+        self.replier.start()
         self._thread.start()
 
     def close(self) -> None:
@@ -115,9 +143,11 @@ class OscServer:
             self.socket.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
-        self.socket.close()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(2.0)
+        self.replier.close()
+        self.socket.close()
+        self.render_files.close()
 
     # Receiving -------------------------------------------------------------------------
 
@@ -130,76 +160,120 @@ class OscServer:
             if self._closing or sender is None:  # shutdown() wakes recvfrom with nothing
                 return
             try:
-                self.handle_datagram(data, sender)
+                self.handle_datagram(data, sender[:2])
             except Exception as e:  # noqa: BLE001 - never let one datagram end the server
                 self.log(f"osc: internal error on a datagram from {sender}: "
                          f"{type(e).__name__}: {e}")
 
-    def handle_datagram(self, data: bytes, sender: tuple[str, int]) -> None:
+    def handle_datagram(self, data: bytes, sender: Address) -> None:
+        """Handle one datagram from `sender` (host, port); public for tests and tools."""
         received = time.perf_counter()
         if self.allowed is not None and sender[0] not in self.allowed:
-            self.counters["refused"] += 1
+            self.counters["dropped_host"] += 1
             return
+        self.clients.heard(sender)
         try:
-            messages = [timed.message for timed in osc_packet.OscPacket(data).messages]
-        except Exception as e:  # noqa: BLE001 - python-osc raises several kinds on junk
+            frames = split_packet(data)
+        except OscError as e:
             self.counters["malformed"] += 1
-            self.reply(sender, "/fail", "", f"malformed OSC packet ({len(data)} bytes): {e}")
+            self._fail(sender, "", f"malformed OSC packet ({len(data)} bytes): {e}")
             return
-        for message in messages:
-            self.counters["messages"] += 1
-            address, args = message.address, tuple(message.params)
-            handler = self.handlers.get(address)
+        first_failure, failures = None, 0
+        for frame in frames:
+            address = peek_address(frame)
+            if not self.limits[CLASSES.get(address, "control")].allow():
+                self.counters["dropped_rate"] += 1
+                continue
             try:
-                if handler is None:
-                    raise BadArguments("unknown address; see /status and the docs' table")
-                handler(sender, args, received)
-            except ValueError as e:  # BadArguments, or the engine's checks
-                self.counters["failures"] += 1
-                self.reply(sender, "/fail", address, str(e))
+                message = decode_message(frame)
+            except OscError as e:
+                self.counters["malformed"] += 1
+                failure = (e.address, f"malformed OSC message: {e}")
+            else:
+                self.counters["messages"] += 1
+                failure = self._run(message.address, message.args, sender, received)
+            if failure is not None:
+                failures += 1
+                first_failure = first_failure or failure
+        if first_failure is not None:
+            address, reason = first_failure
+            if failures > 1:
+                reason += f" (and {failures - 1} more failures in this bundle)"
+            self._fail(sender, address, reason)
+
+    def _run(self, address: str, args: tuple, sender: Address, received: float
+             ) -> tuple[str, str] | None:
+        """Run one message; (address, reason) if it failed."""
+        handler = self.handlers.get(address)
+        try:
+            if handler is None:
+                raise BadArguments("unknown address; see /status and the docs' table")
+            handler(sender, args, received)
+        except ValueError as e:  # BadArguments, or the engine's checks
+            self.counters["failures"] += 1
+            return address, str(e)
+        return None
 
     # Replying --------------------------------------------------------------------------
 
-    def reply(self, sender: tuple[str, int], address: str, *args: Any) -> None:
-        ports = self.subscribers.get(sender[0])
-        targets = [(sender[0], p) for p in ports] if ports else [sender]
-        builder = OscMessageBuilder(address)
-        for arg in args:
-            builder.add_arg(_osc_value(arg))
-        dgram = builder.build().dgram
-        for target in targets:
-            try:
-                self.socket.sendto(dgram, target)
-            except OSError:
-                pass  # the receiver went away; nothing to do
+    def reply(self, sender: Address, address: str, *args) -> None:
+        self.replier.reply(sender, address, *args)
 
-    def _when_ready(self, sender, address: str, args: tuple) -> None:
-        """Answer `/done address args` once the timbre is playable (only the latest per address)."""
+    def _fail(self, sender: Address, address: str, reason: str) -> None:
+        if self._fail_limit.allow():
+            self.replier.fail(sender, address, reason)
+        else:
+            self.counters["dropped_fails"] += 1
+
+    def _async_started(self, sender: Address) -> None:
+        with self._lock:
+            self._async[sender] += 1
+
+    def _async_finished(self, sender: Address) -> None:
+        """An asynchronous command of `sender` is answered: its waiting /syncs may be too
+        (queued after that answer, so they arrive after it)."""
+        with self._lock:
+            self._async[sender] -= 1
+            if self._async[sender] > 0:
+                return
+            del self._async[sender]
+            ids = self._syncs.pop(sender, [])
+        for sync_id in ids:
+            self.reply(sender, "/synced", sync_id)
+
+    def _when_ready(self, sender: Address, address: str, args: tuple) -> None:
+        """Answer `/done address args` once the timbre is playable (only the latest per
+        address is answered; every one counts as finished for /sync)."""
+        self._async_started(sender)
         with self._lock:
             self._pending_ready[address] = (sender, args)
+            self._ready_waiting.append(sender)
 
         def answer():
             with self._lock:
                 pending, self._pending_ready = self._pending_ready, {}
+                waiting, self._ready_waiting = self._ready_waiting, []
             for addr, (who, what) in pending.items():
                 self.reply(who, "/done", addr, *what)
+            for who in waiting:
+                self._async_finished(who)
         self.engine.when_ready(answer)
 
-    # Handlers: (sender address, OSC arguments, perf_counter time received) -------------------------------------------------
+    # Handlers: (sender (host, port), OSC arguments, perf_counter time received) ---------
 
     def _note_on(self, sender, args, received):
         _count(args, 2)
-        self.engine.note_on(_integer(args, 0, "pitch"), _integer(args, 1, "velocity"),
+        self.engine.note_on(integer("pitch", args[0]), integer("velocity", args[1]),
                             received=received)
 
     def _note(self, sender, args, received):
         _count(args, 3)
-        self.engine.note_on(_integer(args, 0, "pitch"), _integer(args, 1, "velocity"),
-                            duration=_number(args, 2, "duration"), received=received)
+        self.engine.note_on(integer("pitch", args[0]), integer("velocity", args[1]),
+                            duration=number("duration", args[2]), received=received)
 
     def _note_off(self, sender, args, received):
         _count(args, 1)
-        self.engine.note_off(_integer(args, 0, "pitch"))
+        self.engine.note_off(integer("pitch", args[0]))
 
     def _all_notes_off(self, sender, args, received):
         _count(args, 0)
@@ -207,35 +281,35 @@ class OscServer:
 
     def _sustain(self, sender, args, received):
         _count(args, 1)
-        self.engine.sustain(_number(args, 0, "sustain") >= 0.5)
+        self.engine.sustain(number("sustain", args[0]) >= 0.5)
 
     def _pitch_bend(self, sender, args, received):
         _count(args, 1)
-        self.engine.pitch_bend(_number(args, 0, "semitones"))
+        self.engine.pitch_bend(number("semitones", args[0]))
 
     def _seed(self, sender, args, received):
         _count(args, 2)
-        anchor, seed = _integer(args, 0, "anchor"), _integer(args, 1, "seed")
+        anchor, seed = integer("anchor", args[0]), integer("seed", args[1])
         self.engine.set_seed(anchor, seed)
         self._when_ready(sender, "/timbre/seed", (anchor, seed))
 
     def _z(self, sender, args, received):
-        size = self.engine.model.latent_size
+        size = self.engine.facts.latent_size
         _count(args, size + 1)
-        anchor = _integer(args, 0, "anchor")
-        z = [_number(args, i, f"z[{i - 1}]") for i in range(1, size + 1)]
+        anchor = integer("anchor", args[0])
+        z = [number(f"z[{i - 1}]", args[i]) for i in range(1, size + 1)]
         self.engine.set_z(anchor, z)
         self._when_ready(sender, "/timbre/z", (anchor,))
 
     def _xy(self, sender, args, received):
         _count(args, 2)
-        x, y = _number(args, 0, "x"), _number(args, 1, "y")
+        x, y = number("x", args[0]), number("y", args[1])
         self.engine.set_xy(x, y)
         self._when_ready(sender, "/timbre/xy", (x, y))
 
     def _envelope(self, sender, args, received):
         _count(args, 4)
-        self.engine.set_envelope(*(_number(args, i, name) for i, name in enumerate(
+        self.engine.set_envelope(*(number(name, args[i]) for i, name in enumerate(
             ("attack_percent", "attack_slope", "release_percent", "release_slope"))))
 
     def _sustain_mode(self, sender, args, received):
@@ -244,81 +318,87 @@ class OscServer:
         _count(args, 1)
         mode = args[0]
         if not isinstance(mode, str):
-            number = _number(args, 0, "sustain_mode")
-            if number not in (0.0, 1.0):
-                raise BadArguments(f"sustain_mode must be loop, natural, 1 or 0, got {number:g}")
-            mode = "loop" if number else "natural"
+            value = number("sustain_mode", mode)
+            if value not in (0.0, 1.0):
+                raise BadArguments(f"sustain_mode must be loop, natural, 1 or 0, got {value:g}")
+            mode = "loop" if value else "natural"
         self.engine.set_sustain_mode(mode)
 
     def _gain(self, sender, args, received):
         _count(args, 1)
-        self.engine.set_gain(_number(args, 0, "gain"))
+        self.engine.set_gain(number("gain", args[0]))
 
     def _status(self, sender, args, received):
         _count(args, 0)
-        status = {**self.engine.status(), **self.extra_status(),
-                  "osc_messages": self.counters["messages"],
-                  "osc_failures": self.counters["failures"],
-                  "osc_malformed": self.counters["malformed"]}
+        status = {**self.engine.status(), **self.extra_status(), **self.status()}
         flat = [item for pair in status.items() for item in pair]
         self.reply(sender, "/status.reply", *flat)
 
+    def status(self) -> dict[str, int]:
+        """The server's own /status fields."""
+        c = self.counters
+        return {"osc_messages": c["messages"], "osc_failures": c["failures"],
+                "osc_malformed": c["malformed"], "osc_dropped_host": c["dropped_host"],
+                "osc_dropped_rate": c["dropped_rate"], "osc_dropped_fails": c["dropped_fails"],
+                "osc_dropped_replies": self.replier.dropped,
+                "osc_subscriptions": len(self.clients),
+                "osc_subscriptions_expired": self.clients.expired}
+
     def _notify(self, sender, args, received):
         _count(args, 1, 2)
-        on = _number(args, 0, "on") >= 0.5
-        port = _integer(args, 1, "reply_port") if len(args) == 2 else sender[1]
-        if not 1 <= port <= 65535:
-            raise BadArguments(f"reply_port must be 1..65535, got {port}")
-        ports = self.subscribers.setdefault(sender[0], set())
+        on = number("on", args[0]) >= 0.5
+        port = integer("reply_port", args[1], *UDP_PORT) if len(args) == 2 else sender[1]
         if on:
-            ports.add(port)
+            self.clients.subscribe(sender, port)
             self.reply(sender, "/done", "/notify", 1, port)
         else:
             self.reply(sender, "/done", "/notify", 0, port)
-            ports.discard(port)
-            if not ports:
-                del self.subscribers[sender[0]]
+            self.replier.run(lambda: self.clients.unsubscribe(sender, port))
+
+    def _sync(self, sender, args, received):
+        """/sync id -> /synced id once every asynchronous command this client sent before
+        it is answered (as scsynth's /sync)."""
+        _count(args, 1)
+        sync_id = integer("id", args[0], -2**31, 2**31 - 1)
+        with self._lock:
+            if self._async[sender] <= 0:
+                self._async.pop(sender, None)
+                waiting = None
+            else:
+                waiting = self._syncs.setdefault(sender, [])
+                if len(waiting) >= MAX_SYNCS_WAITING:
+                    raise BadArguments(f"{MAX_SYNCS_WAITING} /sync ids are already waiting")
+                waiting.append(sync_id)
+        if waiting is None:
+            self.reply(sender, "/synced", sync_id)
 
     def _render(self, sender, args, received):
         _count(args, 2)
-        pitch = self.engine.check_pitch(_integer(args, 0, "pitch"))
-        path = self.render_path(args[1])
+        pitch = self.engine.check_pitch(integer("pitch", args[0]))
+        parts = self.render_files.parts(args[1])
         rate = self.engine.sample_rate
 
-        def deliver(note: RenderedNote) -> None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            os.close(fd)
+        def write(note: RenderedNote) -> None:  # on the reply thread
             try:
-                sf.write(tmp, note.audio, rate, subtype="FLOAT", format="WAV")
-                os.replace(tmp, path)
-            except Exception as e:  # noqa: BLE001
-                Path(tmp).unlink(missing_ok=True)
-                self.reply(sender, "/fail", "/render", f"cannot write {path}: {e}")
-                return
-            self.reply(sender, "/done", "/render", str(path))
+                path = self.render_files.write_wav(parts, note.audio, rate)
+            except OSError as e:
+                self.replier.send(sender, "/fail", "/render", f"cannot write "
+                                  f"{self.render_files.full_path(parts)}: {e.strerror or e}")
+            else:
+                self.replier.send(sender, "/done", "/render", path)
+            self._async_finished(sender)
 
-        self.engine.render_note(pitch, deliver,
-                                lambda reason: self.reply(sender, "/fail", "/render", reason))
+        def fail(reason: str) -> None:
+            self.replier.fail(sender, "/render", reason)
+            self.replier.run(lambda: self._async_finished(sender))
 
-    def render_path(self, name) -> Path:
-        """The WAV path for a /render filename: inside the render directory, or BadArguments."""
-        if not isinstance(name, str) or not name.strip():
-            raise BadArguments(f"filename must be a non-empty string, got {name!r}")
-        if "\0" in name:
-            raise BadArguments("filename contains a NUL character")
-        path = (self.render_dir / name)
-        if not path.suffix:
-            path = path.with_suffix(".wav")
-        if path.suffix.lower() != ".wav":
-            raise BadArguments(f"filename must end in .wav (or have no extension), got {name!r}")
-        resolved = path.resolve()
-        if not resolved.is_relative_to(self.render_dir) or resolved == self.render_dir:
-            raise BadArguments(f"filename {name!r} points outside the render directory "
-                               f"{self.render_dir}")
-        if resolved.is_dir():
-            raise BadArguments(f"{resolved} is a directory")
-        return resolved
+        self._async_started(sender)
+        try:
+            self.engine.render_note(pitch, lambda note: self.replier.run(lambda: write(note)),
+                                    fail)
+        except ValueError:
+            self._async_finished(sender)
+            raise
 
     def _quit(self, sender, args, received):
         _count(args, 0)
@@ -326,15 +406,4 @@ class OscServer:
         self.on_quit()
 
 
-def _osc_value(value: Any):
-    """int32, float32 or string: what every OSC client (Pd's [oscparse] too) reads."""
-    if isinstance(value, (bool, np.bool_)):
-        return int(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value) if -2**31 <= value < 2**31 else float(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value)
-    return str(value)
-
-
-__all__ = ["OscServer"]
+__all__ = ["OscServer", "allow_list", "bind_udp", "resolve"]

@@ -7,7 +7,9 @@ seam, so that a held note can sound for as long as it is held.
 `InProcessRenderer` runs the model in the calling thread: simple, used by tests and by
 Python code that embeds an `Engine`.
 
-`ProcessRenderer` runs it in a child process, and is what gansynth-live uses. Why: the
+`ProcessRenderer` runs it in a child process, and is what gansynth-live uses: the
+audio process never imports TensorFlow, and learns the model's facts (`facts.py`) from
+the child's ready message. Why a child: the
 audio callback must take Python's GIL within its block. TensorFlow releases the GIL while
 ops run, but the Python around them holds it, and when the operating system preempts a
 thread that holds the GIL, the real-time audio thread waits for it (a priority
@@ -18,7 +20,7 @@ generation in another process, 0.
 The notes come back through shared memory, not the pipe: the child writes them into an
 arena it owns and sends only their places. Unpickling them from the pipe held the GIL
 in the audio process for long enough to cost 91-120 underflows (0.6-1.1 s of audio
-skipped) per 30 s of dense playing (bench/live_latency.py); with the arena, 7 per 120 s.
+skipped) per 30 s of dense playing (bench/live_latency.py).
 The arena is a batch of notes (8 x 192 kB for the default model), well within the
 64 MB /dev/shm that containers get by default.
 """
@@ -28,13 +30,13 @@ import multiprocessing
 import os
 import signal
 import threading
-import traceback
 from multiprocessing import shared_memory
 from typing import Any, Sequence
 
 import numpy as np
 import soxr
 
+from gansynth_live.live.facts import ModelFacts
 from gansynth_live.sustain import Loop, RenderedNote, find_loop, make_note
 
 
@@ -61,11 +63,12 @@ def playable_note(audio: np.ndarray, pitch: float, model_rate: int, device_rate:
 
 
 class InProcessRenderer:
-    """Renders with `model` in the calling thread."""
+    """Renders with `model` in the calling thread; `facts` are the model's."""
 
     def __init__(self, model, device_rate: int):
         self.model = model
         self.device_rate = int(device_rate)
+        self.facts = ModelFacts.of(model)
 
     def __call__(self, z: np.ndarray, pitches: Sequence[int]) -> list[RenderedNote]:
         audio = self.model.generate(z, list(pitches))
@@ -124,7 +127,7 @@ def _child(conn, model_path: str | None, device_rate: int, threads: int | None,
     except BaseException as e:  # noqa: BLE001 - reported to the parent, which raises it
         conn.send(("error", f"{type(e).__name__}: {e}"))
         return
-    conn.send(("ready", renderer.model.name))
+    conn.send(("ready", renderer.facts))
     arena = _Arena()
     try:
         while True:
@@ -145,6 +148,9 @@ def _child(conn, model_path: str | None, device_rate: int, threads: int | None,
 class ProcessRenderer:
     """Renders in a child process that loads the model from `model_path` (None = default).
 
+    `facts` are the model's, from the child's ready message: this process never loads
+    the model (nor imports TensorFlow).
+
     Calls are serialised (one render worker thread uses it). If the child dies during a
     call, the call raises RenderError; the next call starts a new child. What a dead child
     leaves (its shared memory, the pipe) is removed either way.
@@ -152,7 +158,10 @@ class ProcessRenderer:
 
     def __init__(self, model_path: str | os.PathLike | None, device_rate: int, *,
                  threads: int | None = None, start_timeout: float = 300.0,
-                 **model_options: Any):
+                 wait: bool = True, **model_options: Any):
+        """`wait=False` starts the child in the background: `facts` is None until it is
+        ready, and calls wait for it (a child that failed to start raises RenderError
+        at the first call, which tries again)."""
         self.model_path = None if model_path is None else os.fspath(model_path)
         self.device_rate = int(device_rate)
         self.threads = threads
@@ -163,9 +172,27 @@ class ProcessRenderer:
         self._process = None
         self._conn = None
         self._arena: shared_memory.SharedMemory | None = None  # the child's, mapped here
-        self._start()
+        self.facts: ModelFacts | None = None
+        self._closed = False
+        self._starting = not wait  # in the background
+        if wait:
+            self.facts = self._start()
+        else:
+            self._lock.acquire()  # released by the starting thread: calls wait for it
+            threading.Thread(target=self._start_in_background, name="render-start",
+                             daemon=True).start()
 
-    def _start(self) -> None:
+    def _start_in_background(self) -> None:
+        try:
+            if not self._closed:
+                self.facts = self._start()
+        except Exception:  # noqa: BLE001 - the first call starts it again and raises
+            pass
+        finally:
+            self._starting = False
+            self._lock.release()
+
+    def _start(self) -> ModelFacts:
         context = multiprocessing.get_context("spawn")  # no copy of the parent's threads
         parent, child = context.Pipe()
         self._process = context.Process(
@@ -181,6 +208,7 @@ class ProcessRenderer:
         if status != "ready":
             self._stop_child()
             raise RenderError(f"the render process could not load the model: {detail}")
+        return detail
 
     def _receive(self):
         try:
@@ -232,6 +260,8 @@ class ProcessRenderer:
 
     def __call__(self, z: np.ndarray, pitches: Sequence[int]) -> list[RenderedNote]:
         with self._lock:
+            if self._closed:
+                raise RenderError("the renderer is closed")
             if self._process is None or not self._process.is_alive():
                 self._stop_child()  # one that died between calls leaves its arena behind
                 self.restarts += 1
@@ -251,7 +281,12 @@ class ProcessRenderer:
 
     def close(self, timeout: float = 60.0) -> None:
         """Stop the child after the render in progress; one still running after `timeout`
-        seconds is killed (the call rendering gets RenderError)."""
+        seconds, or still starting in the background, is killed (the call rendering gets
+        RenderError, and every later call)."""
+        self._closed = True
+        process = self._process
+        if self._starting and process is not None:
+            process.kill()  # loading a model nobody will use any more
         if not self._lock.acquire(timeout=timeout):
             process = self._process
             if process is not None:

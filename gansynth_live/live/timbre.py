@@ -19,8 +19,7 @@ from typing import Iterator, NamedTuple, Sequence
 import numpy as np
 
 from gansynth_live.latent import bilinear_slerp, seeded_z
-
-MAX_SEED = 2**63 - 1  # numpy's default_rng takes any non-negative int; keep it in int64
+from gansynth_live.validation import ANCHOR, MAX_SEED, integer, number
 
 
 class GridPoint(NamedTuple):
@@ -54,8 +53,7 @@ class TimbreState:
 
     def set_seed(self, anchor: int, seed: int) -> None:
         anchor = check_anchor(anchor)
-        if not 0 <= seed <= MAX_SEED:
-            raise ValueError(f"seed must be in 0..{MAX_SEED}, got {seed}")
+        seed = integer("seed", seed, 0, MAX_SEED)
         self._set_anchor(anchor, seeded_z(seed, self.latent_size), f"seed {seed}")
 
     def set_z(self, anchor: int, z: Sequence[float]) -> None:
@@ -111,20 +109,12 @@ class TimbreState:
             yield GridPoint(point.generation, i, j)
 
 
-def check_anchor(anchor: int) -> int:
-    if not 0 <= anchor <= 3:
-        raise ValueError(f"anchor must be 0..3, got {anchor}")
-    return int(anchor)
+def check_anchor(anchor) -> int:
+    return integer("anchor", anchor, *ANCHOR)
 
 
-def check_unit(name: str, value: float) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number in 0..1, got {value!r}") from None
-    if not 0.0 <= value <= 1.0:  # also rejects NaN
-        raise ValueError(f"{name} must be in 0..1, got {value:g}")
-    return value
+def check_unit(name: str, value) -> float:
+    return number(name, value, 0.0, 1.0)
 
 
 __all__ = ["GridPoint", "TimbreState", "check_anchor", "check_unit"]

@@ -33,6 +33,9 @@ from gansynth_live.sustain import RenderedNote, source_indices, wrap_positions
 HELD, SUSTAINED, RELEASED, FADING = 1, 2, 3, 4
 NO_RELEASE = 2**62  # "release not known yet" as a frame count that never comes
 LATENCY_RING = 4096  # note-on latencies kept for /status
+# Commands applied per block at most: a burst of control messages spreads over blocks
+# instead of making one callback overrun (64 notes start within 2 ms of each other).
+MAX_COMMANDS_PER_BLOCK = 64
 
 
 @dataclass
@@ -135,7 +138,7 @@ class Mixer:
         """Fill `out` (frames, channels) float32 with the next block. Audio thread only."""
         frames = out.shape[0]
         commands = self.commands
-        while commands:
+        for _ in range(min(len(commands), MAX_COMMANDS_PER_BLOCK)):
             self._apply(commands.popleft())
         out.fill(0.0)
         clipped = False

@@ -59,10 +59,11 @@ class RenderWorker:
         """There may be new work (called by the control thread; never blocks)."""
         self._wake.set()
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, timeout: float = 30.0, wait: bool = True) -> None:
+        """Stop after the batch in progress; `wait` for it (at most `timeout` seconds)."""
         self._stop.set()
         self._wake.set()
-        if self._thread.is_alive():
+        if wait and self._thread.is_alive():
             self._thread.join(timeout)
 
     def _run(self) -> None:
@@ -90,7 +91,8 @@ class RenderWorker:
         except Exception as e:  # noqa: BLE001 - reported, the server plays on
             self.errors += 1
             reason = f"rendering {len(jobs)} notes failed: {type(e).__name__}: {e}"
-            self.on_error(reason)
+            if not self._stop.is_set():  # a renderer closed under a stopping worker is no news
+                self.on_error(reason)
             for job in jobs:
                 job.fail(reason)
             return
