@@ -19,7 +19,9 @@ from typing import Callable
 
 MAX_CLIENTS = 32
 MAX_PORTS = 4
-EXPIRE_SECONDS = 3600.0
+# A day: a Pd patch subscribes once when it opens and may then stay silent through a long
+# break; the table stays bounded by MAX_CLIENTS whatever this is.
+EXPIRE_SECONDS = 86400.0
 
 Address = tuple[str, int]
 
