@@ -44,13 +44,14 @@ def fake_slurm(tmp_path: Path, left: str, outcome: str) -> dict[str, str]:
         "squeue": f'echo "{left}"',
         "srun": 'while [[ $1 == -* ]]; do shift; done; exec "$@"',
         "scontrol": f'echo "$@" >> {tmp_path}/scontrol.calls',
-        "gansynth-train": f"""printf '%s\\n' "$@" > {tmp_path}/train.args
+        # The trap comes first: the test signals as soon as train.args exists.
+        "gansynth-train": f"""trap 'echo "stopped by SIGUSR1 at 8 images; checkpoint saved"; exit 0' USR1
+printf '%s\\n' "$@" > {tmp_path}/train.args
 case {outcome} in
   complete) echo "training complete: 11000000 images";;
   time) echo "time limit reached at 4000 images; checkpoint saved";;
   fail) echo "gansynth-train: error: hparam seed = 'x': expected int" >&2; exit 1;;
-  slow) trap 'echo "stopped by SIGUSR1 at 8 images; checkpoint saved"; exit 0' USR1
-        echo "stage 0 images 8"; sleep 10 & wait;;
+  slow) echo "stage 0 images 8"; sleep 10 & wait;;
 esac""",
     }
     for name, body in scripts.items():
