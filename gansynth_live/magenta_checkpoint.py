@@ -36,6 +36,7 @@ from gansynth_live.config import MAX_PITCHES, MAX_RESOLUTIONS, ModelConfig
 from gansynth_live.model import Model
 from gansynth_live.model_dir import ModelLoadError, assign_weights
 from gansynth_live.networks import GENERATOR_SCOPE, Generator, block_scope
+from gansynth_live.user_files import file_problem
 
 log = logging.getLogger(__name__)
 
@@ -62,22 +63,8 @@ def is_magenta_dir(path: Path) -> bool:
         _STAGE_RE.match(p.name) for p in path.iterdir() if p.is_dir())
 
 
-def _file_problem(file: Path, max_bytes: int | None = None) -> str | None:
-    """Why `file` may not be opened: not a regular file (reading a FIFO blocks, a device
-    never ends) or larger than `max_bytes`. Only stat()s it."""
-    try:
-        info = file.stat()
-    except OSError as e:
-        return f"{file.name} is unreadable ({e.strerror or e})"
-    if not stat.S_ISREG(info.st_mode):
-        return f"{file.name} is not a regular file"
-    if max_bytes is not None and info.st_size > max_bytes:
-        return f"{file.name} is {info.st_size:,} bytes; at most {max_bytes:,}"
-    return None
-
-
 def _read_json(path: Path, file: Path, max_bytes: int) -> Any:
-    problem = _file_problem(file, max_bytes)
+    problem = file_problem(file, max_bytes)
     if problem:
         raise ModelLoadError(path, problem)
     try:
@@ -164,7 +151,7 @@ def latest_checkpoint(path: Path) -> tuple[str, int, int]:
                     if f.name.startswith(f"model.ckpt-{step}.data-")]
             if data:
                 for file in [stage_dir / f"model.ckpt-{step}.index"] + data:
-                    problem = _file_problem(file)
+                    problem = file_problem(file)
                     if problem:
                         raise ModelLoadError(path, f"{stage_dir.name}/{problem}")
                 return os.fspath(prefix), stage, step

@@ -3,6 +3,8 @@
 `Model` wraps the generator (with its final EMA weights), the pitch vocabulary and
 the spectral converter. Generation runs as one compiled TensorFlow graph per output
 kind, on the GPU when TensorFlow sees one, in chunks of at most `max_batch` notes.
+With GANSpace directions attached (`model.ganspace`, see ganspace.py), notes can also
+be generated from timbre coefficients, alone or as edits of latents.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from gansynth_live.config import ModelConfig
+from gansynth_live.ganspace import GanSpace
 from gansynth_live.networks import Generator
 from gansynth_live.pitch_map import profiles_for
 from gansynth_live.spectral import SpecgramConverter
@@ -67,6 +70,9 @@ class Model:
                                         jit_compile=jit_compile)
         self._audio_fn = tf.function(self._audio_graph, input_signature=signature,
                                      jit_compile=jit_compile)
+        self._jit_compile = jit_compile
+        self._layer_fns: dict[str, tf.types.experimental.GenericFunction] = {}
+        self.set_ganspace(None)
 
     # Properties of the contract -----------------------------------------------------------
 
@@ -102,6 +108,8 @@ class Model:
         return np.asarray(out, np.int32)
 
     def _check_inputs(self, z, pitches) -> tuple[np.ndarray, np.ndarray]:
+        if z is None:
+            raise ValueError("z is None: give latent vectors, or ganspace coefficients")
         z = np.asarray(z, np.float32)
         if z.ndim == 1:
             z = z[np.newaxis]
@@ -130,20 +138,108 @@ class Model:
         waves = self.converter.melspecgrams_to_waves(self._specgrams_graph(z, labels))
         return tf.clip_by_value(waves, -1.0, 1.0)
 
-    def _run_chunked(self, fn, z: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        chunks = [fn(z[i:i + self.max_batch], labels[i:i + self.max_batch]).numpy()
-                  for i in range(0, len(z), self.max_batch)]
+    def _run_chunked(self, fn, *inputs: np.ndarray) -> np.ndarray:
+        chunks = [fn(*(x[i:i + self.max_batch] for x in inputs)).numpy()
+                  for i in range(0, len(inputs[0]), self.max_batch)]
         return np.concatenate(chunks, axis=0)
 
-    def generate_specgrams(self, z, pitches) -> np.ndarray:
+    def generate_specgrams(self, z, pitches, ganspace=None) -> np.ndarray:
         """Denormalised mel-IF spectrograms (B, T, F, 2 * channels), as Magenta's generator output.
 
         `z` is (B, latent_size) (or one vector); `pitches` is B MIDI notes (or one for all).
+        `ganspace`: timbre coefficients, see `generate`.
         """
+        if ganspace is not None:
+            inputs = self._check_ganspace_inputs(z, pitches, ganspace)
+            return self._run_chunked(self._ganspace_fns["specgrams"], *inputs)
         z, labels = self._check_inputs(z, pitches)
         return self._run_chunked(self._specgram_fn, z, labels)
 
-    def generate(self, z, pitches) -> np.ndarray:
-        """Audio (B, num_samples, channels), float32 in [-1, 1] at `sample_rate`."""
+    def generate(self, z, pitches, ganspace=None) -> np.ndarray:
+        """Audio (B, num_samples, channels), float32 in [-1, 1] at `sample_rate`.
+
+        `ganspace`: coefficients, (k',) or (B, k') with k' <= model.ganspace.num_components
+        (the directions after the k'th get 0), in standard deviations along each GANSpace
+        direction. With `z` None the notes are pure coefficient points (the pitch's mean
+        activation plus the coefficients' offset); with `z` they are edits of the latents
+        (each latent's own activation plus the offset). See ganspace.py.
+        """
+        if ganspace is not None:
+            inputs = self._check_ganspace_inputs(z, pitches, ganspace)
+            return self._run_chunked(self._ganspace_fns["audio"], *inputs)
         z, labels = self._check_inputs(z, pitches)
         return self._run_chunked(self._audio_fn, z, labels)
+
+    # GANSpace -----------------------------------------------------------------------------
+
+    def layer_activations(self, z, pitches, layer: str) -> np.ndarray:
+        """float32 (B, H * W * C): the flattened output of generator layer `layer`
+        (`generator.layer_names()`) for these latents and pitches, in one call (an early
+        layer is small: no `max_batch` chunks)."""
+        z, labels = self._check_inputs(z, pitches)
+        if layer not in self._layer_fns:
+            self.generator.layer_position(layer)  # ValueError naming the layers
+
+            def activations(z: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+                one_hot = tf.one_hot(labels, len(self.pitches))
+                x = self.generator.layer_output(z, one_hot, layer)
+                return tf.reshape(x, [tf.shape(x)[0], -1])
+
+            self._layer_fns[layer] = tf.function(activations, input_signature=[
+                tf.TensorSpec([None, self.latent_size], tf.float32),
+                tf.TensorSpec([None], tf.int32)], jit_compile=self._jit_compile)
+        return self._layer_fns[layer](z, labels).numpy()
+
+    def set_ganspace(self, ganspace: GanSpace | None) -> None:
+        """Attach GANSpace directions (checked against this generator), or detach them."""
+        if ganspace is not None:
+            ganspace.check_against(self.generator, self.pitches)  # before anything changes
+        self.ganspace = ganspace
+        self._ganspace_fns = {}
+        if ganspace is None:
+            return
+        means = tf.constant(ganspace.pitch_means)
+        offsets = tf.constant(ganspace.scaled_components)
+        shape = self.generator.layer_shape(ganspace.layer)
+
+        def specgrams(z: tf.Tensor, labels: tf.Tensor, coefficients: tf.Tensor,
+                      from_latent: tf.Tensor) -> tf.Tensor:
+            # The edit is the one compiled graph: layer output, moved, and the rest.
+            one_hot = tf.one_hot(labels, len(self.pitches))
+            x = self.generator.layer_output(z, one_hot, ganspace.layer)
+            origin = tf.where(from_latent[:, tf.newaxis], tf.reshape(x, [tf.shape(x)[0], -1]),
+                              tf.gather(means, labels))
+            x = tf.reshape(origin + tf.matmul(coefficients, offsets), [-1, *shape])
+            images = self.generator.run(x, one_hot, self.progress, after=ganspace.layer)
+            return self.converter.denormalize(images)
+
+        def audio(*args: tf.Tensor) -> tf.Tensor:
+            waves = self.converter.melspecgrams_to_waves(specgrams(*args))
+            return tf.clip_by_value(waves, -1.0, 1.0)
+
+        signature = [tf.TensorSpec([None, self.latent_size], tf.float32),
+                     tf.TensorSpec([None], tf.int32),
+                     tf.TensorSpec([None, ganspace.num_components], tf.float32),
+                     tf.TensorSpec([None], tf.bool)]
+        self._ganspace_fns = {name: tf.function(fn, input_signature=signature,
+                                                jit_compile=self._jit_compile)
+                              for name, fn in (("specgrams", specgrams), ("audio", audio))}
+
+    def _check_ganspace_inputs(self, z, pitches, coefficients) -> tuple[np.ndarray, ...]:
+        """(z, labels, coefficients [B, k], from_latent [B]) for the GANSpace graphs."""
+        if self.ganspace is None:
+            raise ValueError(f"model {self.name} has no GANSpace directions; compute them "
+                             f"with gansynth-ganspace --model DIR")
+        if z is not None:
+            z, labels = self._check_inputs(z, pitches)
+            return z, labels, self.ganspace.coefficients(coefficients, len(z)), \
+                np.ones(len(z), bool)
+        labels = self.labels(np.atleast_1d(pitches))
+        c = self.ganspace.coefficients(coefficients)
+        if len(labels) == 1 and len(c) > 1:
+            labels = np.repeat(labels, len(c))
+        c = self.ganspace.coefficients(c, len(labels))
+        # The latent is unused for pure coefficient points (the pitch mean replaces its
+        # activation); zeros keep the graph's shapes.
+        return (np.zeros((len(labels), self.latent_size), np.float32), labels, c,
+                np.zeros(len(labels), bool))

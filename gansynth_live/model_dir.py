@@ -8,10 +8,11 @@ Layout (format version 1):
                         "pitch_counts": {"60": 12, ...}, "provenance": {...}}
       generator.npz    generator EMA weights keyed by Magenta TF1 variable names
       meta.json        (optional) the dataset's meta.json, kept for reference
+      ganspace.npz     (optional) GANSpace timbre directions (`gansynth_live.ganspace`)
 
 `load_model` also accepts a gansynth-train run directory (`gansynth_live.training_run`),
 a Magenta GANSynth training directory (`gansynth_live.magenta_checkpoint`) and, with
-no path, the embedded default model.
+no path, the embedded default model. Any of them may hold a ganspace.npz.
 """
 from __future__ import annotations
 
@@ -25,10 +26,12 @@ from typing import Any
 
 import numpy as np
 
-from gansynth_live.config import ModelConfig
+from gansynth_live import ganspace
+from gansynth_live.config import MAX_PITCHES, ModelConfig
 from gansynth_live.model import Model
 from gansynth_live.networks import Generator
 from gansynth_live.pitch_map import profiles_for
+from gansynth_live.user_files import file_problem, npz_array_bytes
 
 FORMAT = "gansynth-live-model"
 FORMAT_VERSION = 1
@@ -36,6 +39,7 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "generator.npz"
 META_FILE = "meta.json"
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "default"
+MAX_CONFIG_BYTES = 2**20  # a config with 128 pitches and their counts takes some 10 kB
 
 
 class ModelLoadError(ValueError):
@@ -76,6 +80,8 @@ def save_model(model: Model, path: os.PathLike | str, *, meta_path: str | None =
         np.savez(tmp / WEIGHTS_FILE, **weights)
         if meta_path:
             shutil.copyfile(meta_path, tmp / META_FILE)
+        if model.ganspace is not None:
+            ganspace.save(model.ganspace, tmp)
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
             os.rename(path, old / path.name)
@@ -91,11 +97,14 @@ def save_model(model: Model, path: os.PathLike | str, *, meta_path: str | None =
 
 def _read_config(path: Path) -> dict[str, Any]:
     config_path = path / CONFIG_FILE
+    if not config_path.exists():
+        raise ModelLoadError(path, f"{CONFIG_FILE} is missing")
+    problem = file_problem(config_path, MAX_CONFIG_BYTES)
+    if problem:
+        raise ModelLoadError(path, problem)
     try:
         config = json.loads(config_path.read_text())
-    except FileNotFoundError:
-        raise ModelLoadError(path, f"{CONFIG_FILE} is missing") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise ModelLoadError(path, f"{CONFIG_FILE} is not valid JSON: {e}") from None
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise ModelLoadError(path, f"{CONFIG_FILE} is not a {FORMAT} config "
@@ -107,17 +116,37 @@ def _read_config(path: Path) -> dict[str, Any]:
     for key in ("architecture", "pitches"):
         if key not in config:
             raise ModelLoadError(path, f"{CONFIG_FILE} has no {key!r}")
+    pitches, counts = config["pitches"], config.get("pitch_counts", {})
+    # Checked before a generator is built: its conditioning grows with the pitch count.
+    if not isinstance(pitches, list) or not 0 < len(pitches) <= MAX_PITCHES:
+        raise ModelLoadError(path, f"{CONFIG_FILE}: 'pitches' must be a list of 1 to "
+                                   f"{MAX_PITCHES} MIDI notes")
+    if not isinstance(counts, dict):
+        raise ModelLoadError(path, f"{CONFIG_FILE}: 'pitch_counts' must be an object "
+                                   f"(pitch -> number of notes)")
     return config
 
 
-def _read_weights(path: Path) -> dict[str, np.ndarray]:
+def _read_weights(path: Path, generator: Generator) -> dict[str, np.ndarray]:
+    """generator.npz's arrays; refused unread if they would take more memory than twice
+    `generator`'s weights (float64 copies are accepted)."""
     weights_path = path / WEIGHTS_FILE
     if not weights_path.exists():
         raise ModelLoadError(path, f"{WEIGHTS_FILE} is missing")
+    problem = file_problem(weights_path)
+    if problem:
+        raise ModelLoadError(path, problem)
+    needed = 8 * sum(int(np.prod(v.shape)) for v in generator.variables)
     try:
+        size = npz_array_bytes(weights_path)
+        if size > needed:
+            raise ModelLoadError(path, f"{WEIGHTS_FILE} holds {size:,} bytes of arrays; the "
+                                       f"architecture's weights take at most {needed:,}")
         with np.load(weights_path, allow_pickle=False) as npz:
             return {name: npz[name] for name in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+    except ModelLoadError:
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, MemoryError) as e:
         raise ModelLoadError(path, f"{WEIGHTS_FILE} is unreadable or corrupt: {e}") from None
 
 
@@ -160,14 +189,43 @@ def load_model_dir(path: os.PathLike | str, **model_options: Any) -> Model:
                       progress=config.get("progress"), **model_options)
     except (TypeError, ValueError) as e:
         raise ModelLoadError(path, f"{CONFIG_FILE}: {e}") from None
-    assign_weights(model.generator, _read_weights(path), path, WEIGHTS_FILE)
+    assign_weights(model.generator, _read_weights(path, model.generator), path, WEIGHTS_FILE)
     return model
 
 
-def load_model(path: os.PathLike | str | None = None, **model_options: Any) -> Model:
+def attach_ganspace(model: Model, path: Path) -> None:
+    """Attach path/ganspace.npz to `model` when there is one, checked against it."""
+    file = path / ganspace.FILE
+    if not file.exists():
+        return
+    problem = file_problem(file)
+    if problem:
+        raise ModelLoadError(path, problem)
+    # Refused unread when its arrays outgrow what any layer GANSpace takes could need:
+    # MAX_COMPONENTS directions and one mean per pitch (+ 4 short arrays), in float64.
+    layer = max((size for name in model.generator.layer_names()
+                 if (size := int(np.prod(model.generator.layer_shape(name))))
+                 <= ganspace.MAX_LAYER_VALUES), default=0)
+    most = 8 * (ganspace.MAX_COMPONENTS + len(model.pitches) + 4) * layer + 2**16
+    try:
+        size = npz_array_bytes(file)
+    except (ValueError, zipfile.BadZipFile, OSError, EOFError) as e:
+        raise ModelLoadError(path, f"{ganspace.FILE}: unreadable or corrupt: {e}") from None
+    if size > most:
+        raise ModelLoadError(path, f"{ganspace.FILE}: its arrays would take {size:,} bytes; "
+                                   f"at most {most:,}")
+    try:
+        model.set_ganspace(ganspace.load(file))
+    except ValueError as e:
+        raise ModelLoadError(path, f"{ganspace.FILE}: {e}") from None
+
+
+def load_model(path: os.PathLike | str | None = None, *, with_ganspace: bool = True,
+               **model_options: Any) -> Model:
     """Load a model: a project model directory, a gansynth-train run directory (the newest
     intact checkpoint), a Magenta GANSynth training directory, or (no path) the embedded
-    default model.
+    default model; with its GANSpace directions (ganspace.npz) unless `with_ganspace`
+    is False (model.ganspace is None without them).
 
     Raises `ModelLoadError` naming the path and what is wrong.
     """
@@ -186,12 +244,16 @@ def load_model(path: os.PathLike | str | None = None, **model_options: Any) -> M
     if not path.is_dir():
         raise ModelLoadError(path, "not a directory")
     if (path / CONFIG_FILE).exists() or (path / WEIGHTS_FILE).exists():
-        return load_model_dir(path, **model_options)
-    if training_run.is_training_run(path):
-        return training_run.load_training_run(path, **model_options)
-    if magenta_checkpoint.is_magenta_dir(path):
-        return magenta_checkpoint.load_magenta_dir(path, **model_options)
-    raise ModelLoadError(path, f"not a gansynth-live model directory ({CONFIG_FILE} + "
-                               f"{WEIGHTS_FILE}), a gansynth-train run (experiment.json + "
-                               f"checkpoints/) or a Magenta GANSynth training directory "
-                               f"(experiment.json + stage_NNNNN/model.ckpt-N)")
+        model = load_model_dir(path, **model_options)
+    elif training_run.is_training_run(path):
+        model = training_run.load_training_run(path, **model_options)
+    elif magenta_checkpoint.is_magenta_dir(path):
+        model = magenta_checkpoint.load_magenta_dir(path, **model_options)
+    else:
+        raise ModelLoadError(path, f"not a gansynth-live model directory ({CONFIG_FILE} + "
+                                   f"{WEIGHTS_FILE}), a gansynth-train run (experiment.json "
+                                   f"+ checkpoints/) or a Magenta GANSynth training "
+                                   f"directory (experiment.json + stage_NNNNN/model.ckpt-N)")
+    if with_ganspace:
+        attach_ganspace(model, path)
+    return model

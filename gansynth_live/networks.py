@@ -288,39 +288,96 @@ class Generator(tf.Module):
     def named_variables(self) -> dict[str, tf.Variable]:
         return _collect([layer for block in self.blocks for layer in block] + self.to_rgb)
 
-    # The loops below build the graph's structure in Python; autograph must not turn them
-    # into TensorFlow control flow.
-    @tf.autograph.experimental.do_not_convert
+    # Layers -------------------------------------------------------------------------------
+    # A layer is named "block<N>/conv0" (block N's first conv) or "block<N>/conv1" (block
+    # N's output: its second conv, and self-attention where the block has it). GANSpace
+    # (gansynth_live/ganspace.py) edits a layer's output and runs the rest from there.
+
+    def layer_names(self) -> list[str]:
+        return [f"block{b}/conv{i}" for b in range(1, self.config.num_resolutions + 1)
+                for i in (0, 1)]
+
+    def layer_position(self, layer: str) -> tuple[int, int]:
+        """(block id, 0 or 1) of `layer`; ValueError listing the names otherwise."""
+        names = self.layer_names()
+        if layer not in names:
+            raise ValueError(f"unknown generator layer {layer!r}; layers: {', '.join(names)}")
+        index = names.index(layer)
+        return index // 2 + 1, index % 2
+
+    def layer_shape(self, layer: str) -> tuple[int, int, int]:
+        """(H, W, C) of one note's output of `layer`."""
+        block_id, _ = self.layer_position(layer)
+        return (*self.config.block_shape(block_id), self.config.num_filters(block_id))
+
+    def input_image(self, z: tf.Tensor, one_hot: tf.Tensor) -> tf.Tensor:
+        """The first conv's input: concat(z, one_hot) pixel-normalised as a 1 x 1 image and
+        zero-padded so that a VALID conv the size of the start shape covers it."""
+        x = tf.concat([z, one_hot], axis=1)[:, tf.newaxis, tf.newaxis, :]
+        x = pixel_norm(x)
+        pad_h, pad_w = self.config.start_shape[0] - 1, self.config.start_shape[1] - 1
+        return tf.pad(x, [[0, 0], [pad_h, pad_h], [pad_w, pad_w], [0, 0]])
+
     def __call__(self, z: tf.Tensor, one_hot: tf.Tensor, progress=None,
                  num_blocks: int | None = None, training: bool = False) -> tf.Tensor:
         """Generate images. `progress` None means the end of training (num_blocks - 1).
 
         With a Python-number progress, blocks whose output weight is 0 skip their to_rgb.
         """
+        return self.run(self.input_image(z, one_hot), one_hot, progress, num_blocks, training)
+
+    def layer_output(self, z: tf.Tensor, one_hot: tf.Tensor, layer: str) -> tf.Tensor:
+        """The output [B, H, W, C] of `layer` for these inputs."""
+        return self.run(self.input_image(z, one_hot), one_hot, until=layer)
+
+    # The loop below builds the graph's structure in Python; autograph must not turn it
+    # into TensorFlow control flow.
+    @tf.autograph.experimental.do_not_convert
+    def run(self, x: tf.Tensor, one_hot: tf.Tensor, progress=None,
+            num_blocks: int | None = None, training: bool = False, *,
+            after: str | None = None, until: str | None = None) -> tf.Tensor:
+        """Run the layers on `x`: the input image, or with `after` that layer's output.
+
+        Returns the blended images, or with `until` that layer's output. Starting after
+        a layer of block N needs every block before N to be out of the blend (weight 0):
+        their images would come from activations the caller never passes.
+        """
         cfg = self.config
         num_blocks = num_blocks or cfg.num_resolutions
         if progress is None:
             progress = float(num_blocks - 1)
-        x = tf.concat([z, one_hot], axis=1)[:, tf.newaxis, tf.newaxis, :]
-        x = pixel_norm(x)
-        pad_h, pad_w = cfg.start_shape[0] - 1, cfg.start_shape[1] - 1
-        x = tf.pad(x, [[0, 0], [pad_h, pad_h], [pad_w, pad_w], [0, 0]])
+        start = self.layer_position(after) if after else (1, -1)  # (1, -1): before conv0
+        stop = self.layer_position(until) if until else None
         output = None
         for block_id in range(1, num_blocks + 1):
+            if block_id < start[0]:
+                alpha = generator_alpha(block_id, progress)
+                if not (isinstance(alpha, float) and alpha == 0.0):
+                    raise ValueError(f"cannot start after {after}: block {block_id} is still "
+                                     f"blended into the output at progress {progress}")
+                continue
             conv0, conv1, *rest = self.blocks[block_id - 1]
-            # Block 2 on: nearest-neighbour x2 upscale fused into conv0.
-            x = conv0(x) if block_id == 1 else conv0.upscaled(x)
-            if self.profiles is not None:
-                shape = cfg.block_shape(block_id)
-                x = tf.concat([x, pitch_map_image(self.profiles, one_hot, shape)], axis=-1)
-            x = conv1(x)
-            for layer in rest:
-                x = layer(x, training)
+            if (block_id, 0) > start:
+                # Block 2 on: nearest-neighbour x2 upscale fused into conv0.
+                x = conv0(x) if block_id == 1 else conv0.upscaled(x)
+                if (block_id, 0) == stop:
+                    return x
+            if (block_id, 1) > start:
+                if self.profiles is not None:
+                    shape = cfg.block_shape(block_id)
+                    x = tf.concat([x, pitch_map_image(self.profiles, one_hot, shape)], axis=-1)
+                x = conv1(x)
+                for layer in rest:
+                    x = layer(x, training)
+                if (block_id, 1) == stop:
+                    return x
             alpha = generator_alpha(block_id, progress)
             if isinstance(alpha, float) and alpha == 0.0:
                 continue
             rgb = upscale(self.to_rgb[block_id - 1](x), 2 ** (cfg.num_resolutions - block_id))
             output = alpha * rgb if output is None else output + alpha * rgb
+        if stop is not None:
+            raise ValueError(f"layer {until} is beyond the {num_blocks} blocks run")
         return output
 
 

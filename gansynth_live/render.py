@@ -51,6 +51,7 @@ from gansynth_live.envelope import Envelope
 from gansynth_live.latent import slerp
 from gansynth_live.midi import (MAX_RESAMPLE, MidiFileError, MidiScore, Note, nearest_pitch,
                                 read_midi)
+from gansynth_live.user_files import npz_array_bytes
 from gansynth_live.sustain import (DEFAULT_SUSTAIN_MODE, SUSTAIN_MODES, check_sustain_mode,
                                    loop_note, looped)
 
@@ -575,28 +576,10 @@ def _latents_writer(result: RenderResult, mode: str, seed: int | None, model: Mo
     return write
 
 
-def _npz_array_bytes(path: os.PathLike | str) -> int:
-    """Bytes the arrays of an .npz file take once loaded, read from their .npy headers
-    (np.load allocates each array from its header before reading it)."""
-    total = 0
-    with zipfile.ZipFile(path) as archive:
-        for member in archive.infolist():
-            with archive.open(member) as f:
-                version = np.lib.format.read_magic(f)
-                if version == (1, 0):
-                    shape, _, dtype = np.lib.format.read_array_header_1_0(f)
-                elif version == (2, 0):
-                    shape, _, dtype = np.lib.format.read_array_header_2_0(f)
-                else:
-                    raise ValueError(f"{member.filename}: .npy version {version} is not read")
-            total += math.prod(shape) * dtype.itemsize
-    return total
-
-
 def load_latents(path: os.PathLike | str, latent_size: int, mode: str) -> dict[str, np.ndarray]:
     """Read a latents.npz written by this command, checked against the model and mode."""
     try:
-        size = _npz_array_bytes(path)
+        size = npz_array_bytes(path)
         if size > MAX_LATENTS_BYTES:
             raise RenderError(f"latents file {path} holds {size / 2**20:,.0f} MiB of arrays; "
                               f"at most {MAX_LATENTS_BYTES // 2**20} MiB")

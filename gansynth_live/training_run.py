@@ -30,6 +30,7 @@ from typing import Any, Callable
 
 from gansynth_live.config import ModelConfig
 from gansynth_live.schedule import Schedule
+from gansynth_live.user_files import file_problem
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,10 @@ def restore_newest(folder: Path, restore: Callable[[str], Any]
 
     damaged = []
     for prefix in checkpoint_prefixes(folder):
+        problems = [p for f in checkpoint_files(prefix) if (p := file_problem(f))]
+        if problems:  # never opened: TensorFlow would block on a FIFO
+            damaged.append((prefix, "; ".join(problems)))
+            continue
         try:
             restore(os.fspath(prefix))
         # A truncated .data raises IndexError from TensorFlow's reader; checksums,
@@ -124,13 +129,16 @@ def _saved_at(prefix: Path) -> float:
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    from gansynth_live.model_dir import ModelLoadError
+    from gansynth_live.model_dir import MAX_CONFIG_BYTES, ModelLoadError
 
+    if not path.exists():
+        raise ModelLoadError(path.parent, f"{path.name} is missing")
+    problem = file_problem(path, MAX_CONFIG_BYTES)
+    if problem:
+        raise ModelLoadError(path.parent, problem)
     try:
         value = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ModelLoadError(path.parent, f"{path.name} is missing") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise ModelLoadError(path.parent, f"{path.name} is not valid JSON: {e}") from None
     if not isinstance(value, dict):
         raise ModelLoadError(path.parent, f"{path.name} is not a JSON object")

@@ -1,6 +1,7 @@
 """The inference API and the project's model directory."""
 import json
 import os
+import zipfile
 
 import numpy as np
 import pytest
@@ -144,6 +145,40 @@ def test_non_model_paths(tmp_path):
         gl.load_model(tmp_path / "file")
     with pytest.raises(gl.ModelLoadError, match="not a gansynth-live model directory"):
         gl.load_model(tmp_path)
+
+
+def _fifo(path):
+    path.unlink()
+    os.mkfifo(path)
+
+
+def _npz_claiming_4_tib(folder):
+    with zipfile.ZipFile(folder / "generator.npz", "w") as archive:
+        with archive.open("x.npy", "w") as f:
+            np.lib.format.write_array_header_1_0(
+                f, {"descr": "<f4", "fortran_order": False, "shape": (2**40,)})
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: _edit_config(d, pitch_counts=[1, 2]),
+     "'pitch_counts' must be an object"),
+    (lambda d: (d / "config.json").write_text("[" * 100_000 + "]" * 100_000),
+     "config.json is not valid JSON: maximum recursion depth"),
+    (lambda d: _fifo(d / "config.json"), "config.json is not a regular file"),
+    (lambda d: _fifo(d / "generator.npz"), "generator.npz is not a regular file"),
+    (lambda d: _edit_config(d, pitches=list(range(200))),
+     "'pitches' must be a list of 1 to 128 MIDI notes"),
+    (lambda d: _edit_config(d, pitches=list(range(10**6))),
+     "config.json is 7,8"),
+    (_npz_claiming_4_tib, "generator.npz holds 4,398,046,511,104 bytes of arrays"),
+])
+def test_a_damaged_model_dir_is_one_line_before_anything_big_is_read(tmp_path, damage, message):
+    folder = tmp_path / "model"
+    gl.save_model(gl.Model(gl.preset("tiny"), [60, 62]), folder)
+    damage(folder)
+    with pytest.raises(gl.ModelLoadError, match=None) as error:
+        gl.load_model(folder)
+    assert message in str(error.value) and "\n" not in str(error.value)
 
 
 def test_missing_embedded_default_is_a_clear_error(tmp_path, monkeypatch):
