@@ -27,7 +27,7 @@ pitch (training/evaluate_model.py, the README's quality measure). The 4 latents
 unedited are the baseline. Accuracy per octave.
 
 With --pictures DIR: mel spectrograms of the pure points at C4 along each direction
-(coefficients -2, -1, 0, 1, 2), DIR/directions_c4.png, and a WAV of them in that
+(coefficients -2, -1, 0, 1, 2), DIR/directions_c4.jpg, and a WAV of them in that
 order, DIR/directions_c4.wav.
 
     python bench/ganspace_meaning.py [--model DIR] [--pictures docs/ganspace] [--jobs 1]
@@ -209,10 +209,10 @@ def pictures(model: gl.Model, folder: Path) -> None:
     fig.suptitle(f"{model.name}: pure coefficient points at C4 along the first "
                  f"{DIRECTIONS} GANSpace directions")
     fig.tight_layout()
-    fig.savefig(folder / "directions_c4.png", dpi=80)
+    fig.savefig(folder / "directions_c4.jpg", dpi=80, pil_kwargs={"quality": 85})
     soundfile.write(folder / "directions_c4.wav", np.concatenate(sounds).reshape(-1),
                     model.sample_rate, subtype="PCM_16")
-    print(f"\nwrote {folder / 'directions_c4.png'} and {folder / 'directions_c4.wav'}")
+    print(f"\nwrote {folder / 'directions_c4.jpg'} and {folder / 'directions_c4.wav'}")
 
 
 def main() -> None:
