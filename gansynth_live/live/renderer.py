@@ -195,12 +195,17 @@ class ProcessRenderer:
     def _start(self) -> ModelFacts:
         context = multiprocessing.get_context("spawn")  # no copy of the parent's threads
         parent, child = context.Pipe()
-        self._process = context.Process(
+        process = context.Process(
             target=_child, name="gansynth-render", daemon=True,
             args=(child, self.model_path, self.device_rate, self.threads, self.model_options))
-        self._process.start()
+        process.start()
         child.close()
         self._conn = parent
+        # Published only once started, so close() can always kill it; a close() that
+        # came while it was starting found nothing to kill, so this does.
+        self._process = process
+        if self._closed:
+            process.kill()
         if not parent.poll(self.start_timeout):
             self._stop_child()
             raise RenderError(f"the render process did not start within {self.start_timeout} s")
