@@ -8,7 +8,8 @@ SopiMlab-postprocessed model, a GANSynth-Stereo run) holds:
                                 model.ckpt-<images>.{index,data-*} and a `checkpoint` file
     meta.json                   (SopiMlab) the dataset's notes, giving the pitch vocabulary
 
-The newest checkpoint of the highest stage is read, taking the generator's
+The newest checkpoint of the highest stage that reads intact is used (a damaged newer
+one is named in a warning and left alone: the directory is the user's), taking the generator's
 exponential-moving-average copies (`<name>/ExponentialMovingAverage`), which is
 what Magenta samples with. Checkpoint numbers are compared as numbers, and the
 `checkpoint` file's (often absolute, stale) paths are not trusted.
@@ -136,26 +137,28 @@ def _config_from_flags(flags: dict[str, Any], path: Path) -> ModelConfig:
         raise ModelLoadError(path, f"experiment.json: {e}") from None
 
 
-def latest_checkpoint(path: Path) -> tuple[str, int, int]:
-    """(checkpoint prefix, stage number, image count) of the newest complete checkpoint."""
+def complete_checkpoints(path: Path) -> list[tuple[str, int, int]]:
+    """(checkpoint prefix, stage number, image count) of every checkpoint with an .index
+    and data, newest first (highest stage, then most images)."""
     stages = sorted(((int(m.group(1)), p) for p in path.iterdir()
                      if p.is_dir() and (m := _STAGE_RE.match(p.name))), reverse=True)
     if not stages:
         raise ModelLoadError(path, "no stage_NNNNN folders (is this a GANSynth training dir?)")
+    found = []
     for stage, stage_dir in stages:
         steps = sorted((int(m.group(1)) for f in stage_dir.iterdir()
                         if (m := _CKPT_RE.match(f.name))), reverse=True)
         for step in steps:
-            prefix = stage_dir / f"model.ckpt-{step}"
-            data = [f for f in stage_dir.iterdir()
-                    if f.name.startswith(f"model.ckpt-{step}.data-")]
-            if data:
-                for file in [stage_dir / f"model.ckpt-{step}.index"] + data:
-                    problem = file_problem(file)
-                    if problem:
-                        raise ModelLoadError(path, f"{stage_dir.name}/{problem}")
-                return os.fspath(prefix), stage, step
-    raise ModelLoadError(path, "no stage folder holds a complete model.ckpt-N (.index + .data)")
+            if any(f.name.startswith(f"model.ckpt-{step}.data-") for f in stage_dir.iterdir()):
+                found.append((os.fspath(stage_dir / f"model.ckpt-{step}"), stage, step))
+    if not found:
+        raise ModelLoadError(path, "no stage folder holds a complete model.ckpt-N "
+                                   "(.index + .data)")
+    return found
+
+
+class DamagedCheckpoint(ModelLoadError):
+    """One checkpoint's files cannot be read; an older one may still load."""
 
 
 def check_data_size(path: Path, prefix: str, shapes: dict[str, list[int]],
@@ -172,7 +175,7 @@ def check_data_size(path: Path, prefix: str, shapes: dict[str, list[int]],
     stored = sum(f.stat().st_size for f in data)
     if stored < listed:
         names = ", ".join(sorted(os.path.relpath(f, path) for f in data))
-        raise ModelLoadError(path, f"{names} holds {stored:,} bytes but its index lists "
+        raise DamagedCheckpoint(path, f"{names} holds {stored:,} bytes but its index lists "
                                    f"{listed:,} bytes of tensors (truncated, or a damaged "
                                    f".index)")
 
@@ -209,18 +212,45 @@ def pitch_vocabulary(path: Path, flags: dict[str, Any], num_pitches: int) -> lis
 
 
 def load_magenta_dir(path: os.PathLike | str, **model_options: Any) -> Model:
-    """Load a Magenta GANSynth training directory as a `Model`."""
+    """Load a Magenta GANSynth training directory as a `Model`: its newest checkpoint
+    that reads intact (a damaged newer one is named in a warning and left in place)."""
     path = Path(path)
     flags = _read_flags(path)
     config = config_from_flags(flags, path)
-    prefix, stage, step = latest_checkpoint(path)
+    checkpoints = complete_checkpoints(path)
+    newest_damage = None
+    for n, (prefix, stage, step) in enumerate(checkpoints, 1):
+        try:
+            pitches, generator = _read_generator(path, prefix, config, flags)
+        except DamagedCheckpoint as damage:
+            newest_damage = newest_damage or damage
+            if n < len(checkpoints):
+                log.warning("%s: %s; trying the next older checkpoint", path, damage.reason)
+            continue
+        return Model(config, pitches, generator=generator,
+                     name=f"{path.name} (stage {stage}, {step} images)", **model_options)
+    if len(checkpoints) == 1:
+        raise newest_damage
+    raise ModelLoadError(path, f"no checkpoint is intact; the newest: {newest_damage.reason}")
+
+
+def _read_generator(path: Path, prefix: str, config: ModelConfig,
+                    flags: dict[str, Any]) -> tuple[list[int], Generator]:
+    """The pitch vocabulary and the generator with checkpoint `prefix`'s weights (its
+    EMA copies when it has them); DamagedCheckpoint when its files cannot be read."""
     name = os.path.relpath(prefix, path)  # stage_00006/model.ckpt-10, for the messages
+    stage_dir = Path(prefix).parent
+    data = [f for f in stage_dir.iterdir() if f.name.startswith(Path(prefix).name + ".data-")]
+    for file in [Path(prefix + ".index")] + data:
+        problem = file_problem(file)
+        if problem:
+            raise DamagedCheckpoint(path, f"{stage_dir.name}/{problem}")
     try:
         reader = tf.train.load_checkpoint(prefix)
         shapes = reader.get_variable_to_shape_map()
         dtypes = reader.get_variable_to_dtype_map()
     except (tf.errors.OpError, ValueError, IndexError, RuntimeError) as e:
-        raise ModelLoadError(path, f"{name} is unreadable: {e}") from None
+        raise DamagedCheckpoint(path, f"{name} is unreadable: {e}") from None
     check_data_size(path, prefix, shapes, dtypes)
 
     first_kernel = f"{block_scope(GENERATOR_SCOPE, 1)}/conv0/conv2d/kernel"
@@ -245,8 +275,7 @@ def load_magenta_dir(path: os.PathLike | str, **model_options: Any) -> Model:
         weights = {n: reader.get_tensor(stored[n]) for n in wanted if stored[n] in shapes}
     except (tf.errors.OpError, ValueError, IndexError, RuntimeError) as e:
         # TensorFlow reports a short read as IndexError, a checksum mismatch as DataLoss.
-        raise ModelLoadError(path, f"{name} is corrupt: {e}") from None
+        raise DamagedCheckpoint(path, f"{name} is corrupt: {e}") from None
     assign_weights(generator, {k: np.asarray(v) for k, v in weights.items()}, path,
                    os.path.basename(prefix))
-    return Model(config, pitches, generator=generator,
-                 name=f"{path.name} (stage {stage}, {step} images)", **model_options)
+    return pitches, generator

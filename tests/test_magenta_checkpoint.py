@@ -8,6 +8,7 @@ batch_to_space upscaling), written independently of gansynth_live.networks.
 import json
 import math
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -146,7 +147,8 @@ def test_pitch_vocabulary_from_sopimlab_meta(magenta_dir, tmp_path):
      "has shape"),
     (lambda d: [f.unlink() for f in d.glob("stage_*/*.data-*")], "no stage folder holds a complete"),
     # TensorFlow raised a bare IndexError ("Read less bytes than requested") for this one.
-    (lambda d: os.truncate(d / "stage_00002/model.ckpt-10.data-00000-of-00001", 1000),
+    (lambda d: [os.truncate(f, 1000) for f in d.glob("stage_*/*.data-*")],
+     "no checkpoint is intact; the newest: "
      "stage_00002/model.ckpt-10.data-00000-of-00001 holds 1,000 bytes but its index"),
     # (Flags that would allocate gigabytes unchecked are tested under a memory limit in
     # test_bad_inputs.py, so that a regression cannot take the machine's memory.)
@@ -165,6 +167,27 @@ def test_broken_magenta_dirs_name_the_problem(magenta_dir, tmp_path, breakage, m
     with pytest.raises(gl.ModelLoadError, match=message) as error:
         gl.load_model(copy)
     assert str(copy) in str(error.value)
+
+
+@pytest.mark.parametrize("damage", [
+    lambda data: os.truncate(data, 1000),
+    lambda data: data.write_bytes(np.random.default_rng(0).bytes(data.stat().st_size)),
+    lambda data: data.unlink() or os.mkfifo(data),  # opening it would block
+])
+def test_a_damaged_newest_checkpoint_falls_back_to_the_next_older(magenta_dir, tmp_path,
+                                                                  damage, caplog):
+    root, ema = magenta_dir
+    copy = tmp_path / "damaged"
+    shutil.copytree(root, copy)
+    data = copy / "stage_00002/model.ckpt-10.data-00000-of-00001"
+    damage(data)
+    model = gl.load_model(copy)
+    assert "stage 2" in model.name and "9 images" in model.name
+    assert "stage_00002/model.ckpt-10" in caplog.text and "next older" in caplog.text
+    kernel = "Generator/progressive_gan_generator/progressive_gan_block_1/conv0/conv2d/kernel"
+    weights = model.generator.named_variables()[kernel].numpy()
+    np.testing.assert_array_equal(weights, ema[kernel] + 1.0)  # ckpt-9 holds ema + 1
+    assert data.exists()  # left where it was: the directory is the user's
 
 
 def test_stereo_fork_flags_give_stereo_seconds_config():
