@@ -421,3 +421,23 @@ def test_a_fifo_among_the_records_is_refused(tmp_path):
     os.mkfifo(folder / "data.tfrecord")
     with pytest.raises(ds.DatasetError, match="data.tfrecord: not a regular file \\(a FIFO\\)"):
         ds.read_dataset(str(folder))
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--length", "100000000000"],
+     "--length 100000000000: length must be 1..960,000 samples (60 s at 16,000 Hz)"),
+    (["--length", "0"], "--length 0: length must be 1..960,000"),
+    (["--seconds", "inf"], "--seconds inf must be a positive number"),
+    (["--seconds", "nan"], "--seconds nan must be a positive number"),
+    (["--seconds", "61"], "--seconds 61.0: length must be 1..960,000"),
+    (["--sample_rate", "200000"], "--sample_rate 200000: sample_rate must be 1..96,000 Hz"),
+    (["--pitch_range", "5", "200"], "--pitch_range: pitch_range must satisfy"),
+])
+def test_sizes_out_of_range_are_one_line_naming_the_flag(tmp_path, capsys, flags, message):
+    """Unbounded, --length 10^11 with --fix would pad every note to 400 GB."""
+    with pytest.raises(SystemExit) as exit:
+        make_dataset.parse_args(["--in_dir", str(tmp_path), "--out_dir",
+                                 str(tmp_path / "out"), *flags])
+    assert exit.value.code == 2
+    assert f"gansynth-make-dataset: error: {message}" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

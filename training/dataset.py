@@ -58,6 +58,8 @@ INFO_FILE = "dataset.json"
 DEFAULT_SAMPLE_RATE = 16000
 DEFAULT_LENGTH = 64000
 DEFAULT_PITCH_RANGE = (24, 84)
+MAX_SAMPLE_RATE = 96_000  # as a model config allows (gansynth_live.config)
+MAX_NOTE_SECONDS = 60  # GANSynth's notes are 4 s; one minute bounds a dataset's notes
 INT16_SCALE = 32767.0
 REQUIRED_SUBTYPE = "PCM_16"
 FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")  # the sample formats that can hold NaN and infinity
@@ -91,8 +93,13 @@ class AudioSpec:
     pitch_range: tuple[int, int] = DEFAULT_PITCH_RANGE
 
     def __post_init__(self):
-        if self.sample_rate <= 0 or self.length <= 0:
-            raise ValueError("sample_rate and length must be positive")
+        if not 0 < self.sample_rate <= MAX_SAMPLE_RATE:
+            raise ValueError(f"sample_rate must be 1..{MAX_SAMPLE_RATE:,} Hz, "
+                             f"not {self.sample_rate:,}")
+        if not 0 < self.length <= MAX_NOTE_SECONDS * self.sample_rate:
+            raise ValueError(f"length must be 1..{MAX_NOTE_SECONDS * self.sample_rate:,} "
+                             f"samples ({MAX_NOTE_SECONDS} s at {self.sample_rate:,} Hz), "
+                             f"not {self.length:,}")
         if self.channels not in CHANNEL_NAMES:
             raise ValueError(f"channels must be 1 or 2, not {self.channels}")
         lo, hi = self.pitch_range

@@ -19,6 +19,7 @@ end, so an interrupted run leaves no half-made dataset):
 from __future__ import annotations
 
 import argparse
+import math
 import collections
 import json
 import os
@@ -74,12 +75,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def spec_from_args(args: argparse.Namespace) -> AudioSpec:
+    """The dataset's AudioSpec; ValueError naming the flag that is out of range."""
     if args.seconds is not None:
-        length = round(args.seconds * args.sample_rate)
+        if not math.isfinite(args.seconds) or args.seconds <= 0:
+            raise ValueError(f"--seconds {args.seconds} must be a positive number")
+        length, flag = round(args.seconds * args.sample_rate), f"--seconds {args.seconds}"
     else:
         length = DEFAULT_LENGTH if args.length is None else args.length
+        flag = f"--length {length}"
     channels = 2 if args.channels == "stereo" else 1
-    return AudioSpec(args.sample_rate, length, channels, tuple(args.pitch_range))
+    try:
+        return AudioSpec(args.sample_rate, length, channels, tuple(args.pitch_range))
+    except ValueError as e:  # AudioSpec's messages start with the field's name
+        name = str(e).split()[0]
+        named = {"sample_rate": f"--sample_rate {args.sample_rate}", "length": flag,
+                 "pitch_range": "--pitch_range"}.get(name)
+        raise ValueError(f"{named}: {e}" if named else str(e)) from None
 
 
 # ----------------------------------------------------------------------------- output dir
