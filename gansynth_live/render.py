@@ -3,7 +3,8 @@
     gansynth-generate --ckpt_dir MODEL --output_dir OUT --midi_file song.mid \\
         [--batch_size 8] [--secs_per_instrument 6] [--seed N] [--sustain loop|natural] \\
         [--attack_percent 1 --attack_slope 0.5 --release_percent 25 --release_slope 0.5] \\
-        [--max_resample 12 | --skip_missing] [--octave_shift]
+        [--max_resample 12 | --skip_missing] [--octave_shift] \\
+        [--ganspace c1,c2,... | --ganspace_at TIME:c1,c2,... ...] [--ganspace_only]
 
 With a MIDI file: one clip, `generated_clip.wav`, in which the timbre moves through the
 piece (a new random instrument every `secs_per_instrument` seconds, each note's latent
@@ -19,6 +20,11 @@ distribution, each its own `generated_<i>.wav` (Magenta's behaviour).
 Either way `latents.npz` holds every latent vector used; `--latents latents.npz`
 renders them again (exactly, with the same batch size).
 
+GANSpace timbre (`gansynth_live.ganspace`): `--ganspace c1,c2,...` moves every note along
+the model's directions, `--ganspace_at TIME:c1,c2,...` (repeated) along a path through
+the piece (`gansynth_live.timbre_path`); each note edits its latent by the coefficients
+at its start, or with `--ganspace_only` is the pure coefficient point.
+
 Bad input is one error line, found before the slow parts: the arguments are parsed, the
 output directory probed and the MIDI file read and checked against the limits below
 (`MAX_PIECE_SECONDS`, `MAX_NOTES`, `MAX_INSTRUMENTS`) before TensorFlow is imported and
@@ -33,7 +39,9 @@ import dataclasses
 import logging
 import math
 import os
+import re
 import secrets
+import shlex
 import shutil
 import sys
 import tempfile
@@ -48,12 +56,14 @@ import soxr
 
 from gansynth_live.envelope import DEFAULTS as ENVELOPE_DEFAULTS
 from gansynth_live.envelope import Envelope
+from gansynth_live.ganspace import check_coefficients
 from gansynth_live.latent import slerp
 from gansynth_live.midi import (MAX_RESAMPLE, MidiFileError, MidiScore, Note, nearest_pitch,
                                 read_midi)
 from gansynth_live.user_files import npz_array_bytes
 from gansynth_live.sustain import (DEFAULT_SUSTAIN_MODE, SUSTAIN_MODES, check_sustain_mode,
                                    loop_note, looped)
+from gansynth_live.timbre_path import TimbrePath, parse_coefficients, parse_point
 
 if TYPE_CHECKING:  # the model imports TensorFlow: only once the arguments are checked
     from gansynth_live.model import Model
@@ -255,6 +265,9 @@ class RenderResult:
             them from).
         largest_resample, largest_octave_shift: the largest resampling (semitones,
             absolute) and octave shift (octaves, absolute) used.
+        timbre, ganspace_only: the GANSpace timbre path and whether its notes were pure
+            coefficient points (else edits of their latents); None without one.
+        note_ganspace: (N, k) float32 GANSpace coefficients of every note, or None.
     """
 
     audio: np.ndarray | list
@@ -272,6 +285,9 @@ class RenderResult:
     largest_octave_shift: int = 0
     note_resample: np.ndarray | None = None
     sustain: str = DEFAULT_SUSTAIN_MODE
+    timbre: TimbrePath | None = None
+    ganspace_only: bool = False
+    note_ganspace: np.ndarray | None = None
 
 
 class Progress:
@@ -324,16 +340,32 @@ def _clock(seconds: float) -> str:
 
 
 def _generate_unique(model: Model, z: np.ndarray, pitches: np.ndarray, batch_size: int,
-                     consume: Callable[[int, np.ndarray], None], progress: bool) -> None:
-    """Generate every distinct (z, pitch) once, `batch_size` at a time, calling
-    consume(index_of_the_unique_item_in_input_order, audio (num_samples, channels))."""
+                     consume: Callable[[int, np.ndarray], None], progress: bool,
+                     coefficients: np.ndarray | None = None, ganspace_only: bool = False
+                     ) -> None:
+    """Generate every distinct note once, `batch_size` at a time, calling
+    consume(index_of_the_unique_item_in_input_order, audio (num_samples, channels)).
+
+    With `coefficients` ((N, k) GANSpace coefficients) each note is its latent edited by
+    its row, or with `ganspace_only` the pure coefficient point (its latent unused).
+    """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     model.max_batch = batch_size
     shown = Progress(len(z), progress)
     try:
         for begin in range(0, len(z), batch_size):
-            audio = model.generate(z[begin:begin + batch_size], pitches[begin:begin + batch_size])
+            batch = slice(begin, begin + batch_size)
+            c = None if coefficients is None else coefficients[batch]
+            if c is not None and not ganspace_only and not c.any():
+                # An edit by 0 is the latent's own note: the plain graph makes it so bit
+                # for bit, whatever kernels the split graph would run on a device.
+                c = None
+            if c is None:
+                audio = model.generate(z[batch], pitches[batch])
+            else:
+                audio = model.generate(None if ganspace_only else z[batch], pitches[batch],
+                                       ganspace=c)
             for offset, note_audio in enumerate(audio):
                 consume(begin + offset, note_audio)
             shown.update(len(audio))
@@ -347,7 +379,8 @@ def render_midi(model: Model, notes: Sequence[Note], *, envelope: Envelope | Non
                 batch_size: int = 8, sustain: str = DEFAULT_SUSTAIN_MODE,
                 octave_shift: bool = False, max_resample: int = MAX_RESAMPLE,
                 skip_missing: bool = False, normalize: bool = False,
-                progress: bool = False) -> RenderResult:
+                progress: bool = False, timbre: TimbrePath | None = None,
+                ganspace_only: bool = False) -> RenderResult:
     """Render `notes` with `model` into one mix.
 
     Args:
@@ -365,6 +398,9 @@ def render_midi(model: Model, notes: Sequence[Note], *, envelope: Envelope | Non
             loop of its rendered audio, `gansynth_live.sustain`) or "natural" (the
             rendered audio once).
         normalize: peak-normalise the mix to 1.0 always (otherwise only if it would clip).
+        timbre: a GANSpace timbre path: each note's latent is edited by the GANSpace
+            coefficients at its start (`TimbrePath.at`), or with `ganspace_only` the note
+            is that pure coefficient point. Needs `model.ganspace`.
 
     Returns:
         RenderResult with audio (samples, channels) float32; its length is
@@ -375,6 +411,8 @@ def render_midi(model: Model, notes: Sequence[Note], *, envelope: Envelope | Non
     """
     envelope = envelope or Envelope()
     check_sustain_mode(sustain)
+    if ganspace_only and timbre is None:
+        raise ValueError("ganspace_only needs a timbre path")
     loop = sustain == "loop"
     max_resample = int(max_resample)
     if max_resample < 0:
@@ -400,6 +438,7 @@ def render_midi(model: Model, notes: Sequence[Note], *, envelope: Envelope | Non
         times = anchor_times(end, secs_per_instrument)
         anchors = model.random_z(len(times), seed)
     z = note_latents([n.start for n in kept], times, anchors)
+    coefficients = None if timbre is None else timbre.at([n.start for n in kept])
     pitch_arr = np.asarray([p.model_pitch for p in plans], np.int32)
     resample = np.asarray([p.resample for p in plans], np.int32)
     octaves = [abs(p.model_pitch - n.pitch) // 12 for p, n in zip(plans, kept)
@@ -420,11 +459,13 @@ def render_midi(model: Model, notes: Sequence[Note], *, envelope: Envelope | Non
     mix = np.zeros((int(np.max(starts + sounding)), model.channels), np.float32)
     written = 0
 
-    # Generate each distinct (z, pitch) once; place every note that uses it.
-    keys: dict[tuple[bytes, int], int] = {}
+    # Generate each distinct (latent, pitch, coefficients) once (a pure coefficient point
+    # has no latent); place every note that uses it.
+    keys: dict[tuple[bytes, int, bytes], int] = {}
     users: list[list[int]] = []
     for i in range(len(kept)):
-        key = (z[i].tobytes(), int(pitch_arr[i]))
+        key = (b"" if ganspace_only else z[i].tobytes(), int(pitch_arr[i]),
+               b"" if coefficients is None else coefficients[i].tobytes())
         if key not in keys:
             keys[key] = len(users)
             users.append([])
@@ -456,7 +497,8 @@ def render_midi(model: Model, notes: Sequence[Note], *, envelope: Envelope | Non
             mix[starts[i]:starts[i] + n] += samples * g[:, np.newaxis]
             written = max(written, int(starts[i]) + n)
 
-    _generate_unique(model, z[unique], pitch_arr[unique], batch_size, place, progress)
+    _generate_unique(model, z[unique], pitch_arr[unique], batch_size, place, progress,
+                     None if coefficients is None else coefficients[unique], ganspace_only)
     mix, gain = _normalized(mix[:written], normalize)
     return RenderResult(mix, sr, z, pitch_arr, kept, np.asarray(anchors, np.float32),
                         np.asarray(times, np.float64), gain,
@@ -464,20 +506,26 @@ def render_midi(model: Model, notes: Sequence[Note], *, envelope: Envelope | Non
                         resampled=len(resampled),
                         largest_resample=int(np.max(np.abs(resampled), initial=0)),
                         largest_octave_shift=max(octaves, default=0),
-                        note_resample=resample, sustain=sustain)
+                        note_resample=resample, sustain=sustain, timbre=timbre,
+                        ganspace_only=ganspace_only, note_ganspace=coefficients)
 
 
 def render_random(model: Model, num_notes: int, *, seed: int | None = None,
                   z: np.ndarray | None = None, pitches: np.ndarray | None = None,
-                  batch_size: int = 8, normalize: bool = False, progress: bool = False
+                  batch_size: int = 8, normalize: bool = False, progress: bool = False,
+                  timbre: TimbrePath | None = None, ganspace_only: bool = False
                   ) -> RenderResult:
     """`num_notes` random notes, each its own clip (Magenta's no-MIDI behaviour).
 
     z ~ N(0, 1) and pitches drawn from the model's training pitch distribution, both
     from `seed`, unless `z` and `pitches` are given. audio is a list of
     (num_samples, channels) arrays, unshaped (no envelope), each normalised only if
-    asked (`normalize`); model output never clips.
+    asked (`normalize`); model output never clips. `timbre`, `ganspace_only`: as
+    `render_midi`'s, every note taking the path's coefficients at time 0 (random notes
+    have no times: `--ganspace` makes a path of one point).
     """
+    if ganspace_only and timbre is None:
+        raise ValueError("ganspace_only needs a timbre path")
     if z is None:
         if num_notes < 1:
             raise ValueError(f"num_notes must be >= 1, got {num_notes}")
@@ -489,13 +537,15 @@ def render_random(model: Model, num_notes: int, *, seed: int | None = None,
         pitches = rng.choice(np.asarray(model.pitches), size=num_notes, p=counts / counts.sum())
     z = np.asarray(z, np.float32)
     pitches = np.asarray(pitches, np.int32)
+    coefficients = None if timbre is None else timbre.at(np.zeros(len(z)))
     clips: list[np.ndarray] = [np.empty(0)] * len(z)
 
     def keep(i: int, audio: np.ndarray) -> None:
         clips[i] = _normalized(audio.astype(np.float32), normalize)[0]
 
-    _generate_unique(model, z, pitches, batch_size, keep, progress)
-    return RenderResult(clips, model.sample_rate, z, pitches)
+    _generate_unique(model, z, pitches, batch_size, keep, progress, coefficients, ganspace_only)
+    return RenderResult(clips, model.sample_rate, z, pitches, timbre=timbre,
+                        ganspace_only=ganspace_only, note_ganspace=coefficients)
 
 
 def _normalized(audio: np.ndarray, always: bool) -> tuple[np.ndarray, float]:
@@ -571,6 +621,11 @@ def _latents_writer(result: RenderResult, mode: str, seed: int | None, model: Mo
                 note_resample=np.asarray(result.note_resample, np.int32),
                 sustain=np.array(result.sustain),
                 **{k: np.array(v, np.float64) for k, v in envelope.params().items()})
+        if result.timbre is not None:
+            data.update(ganspace_times=result.timbre.times.astype(np.float64),
+                        ganspace_points=result.timbre.points.astype(np.float32),
+                        ganspace_only=np.array(result.ganspace_only),
+                        note_ganspace=np.asarray(result.note_ganspace, np.float32))
         with open(path, "wb") as f:
             np.savez(f, **data)
     return write
@@ -612,11 +667,69 @@ def load_latents(path: os.PathLike | str, latent_size: int, mode: str) -> dict[s
     return data
 
 
+def saved_timbre(data: dict[str, np.ndarray], path: os.PathLike | str
+                 ) -> tuple[TimbrePath | None, bool]:
+    """The GANSpace timbre path of a loaded latents file and whether its notes were pure
+    coefficient points; (None, False) for a render without one (and for files written
+    before GANSpace)."""
+    keys = ("ganspace_times", "ganspace_points", "ganspace_only")
+    missing = [k for k in keys if k not in data]
+    if len(missing) == len(keys):
+        return None, False
+    if missing:
+        raise RenderError(f"latents file {path} lacks {', '.join(missing)}")
+    try:
+        only = data["ganspace_only"]
+        if only.shape != () or only.dtype != bool:
+            raise ValueError("ganspace_only must be true or false")
+        timbre = TimbrePath(data["ganspace_times"].astype(np.float64),
+                            data["ganspace_points"].astype(np.float32))
+    except ValueError as e:
+        raise RenderError(f"latents file {path}: GANSpace path: {e}") from None
+    return timbre, bool(only)
+
+
+def check_timbre(timbre: TimbrePath, model: Model, source: str, ckpt_dir: str | None
+                 ) -> None:
+    """RenderError naming `source` (the flag or file the path came from) unless `model`
+    has GANSpace directions and every point has at most as many coefficients, each in
+    ganspace.COEFFICIENT_RANGE."""
+    if model.ganspace is None:
+        command = "gansynth-ganspace" + (f" --model {shlex.quote(ckpt_dir)}" if ckpt_dir else "")
+        raise RenderError(f"{source}: model {model.name} has no GANSpace directions; compute "
+                          f"them with {command}")
+    k = model.ganspace.num_components
+    for point in timbre.points:
+        try:
+            check_coefficients(point, k)
+        except ValueError as e:
+            raise RenderError(f"{source}: {e} (model {model.name} has {k} GANSpace "
+                              f"directions)") from None
+
+
 # Command line ---------------------------------------------------------------------------
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Python 3.11's argparse takes "--ganspace -1,2" for a missing value followed by
+        # an option "-1,2", as only "-1" and "-1.5" look like numbers to it. Newer
+        # versions' rule (a minus, then a digit) is safe here: every option starts "--".
+        self._negative_number_matcher = re.compile(r"-\.?\d")
+
     def error(self, message: str):  # one line, no usage dump
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _parsed(parse: Callable[[str], object]):
+    """An argparse type from a parser that raises ValueError: its words become the
+    flag's error."""
+    def wrapped(text: str):
+        try:
+            return parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return wrapped
 
 
 def _positive_float():
@@ -659,9 +772,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, description="Render a MIDI file (or random notes) with a GANSynth "
                                        "model into WAV files.")
 
-    def add(name: str, **kw):
-        p.add_argument(f"--{name}", *([f"--{name.replace('_', '-')}"] if "_" in name else []),
-                       dest=name, **kw)
+    def add(name: str, to=p, **kw):  # `to`: the parser, or a group of it
+        to.add_argument(f"--{name}", *([f"--{name.replace('_', '-')}"] if "_" in name else []),
+                        dest=name, **kw)
 
     add("ckpt_dir", metavar="MODEL", help="project model dir, postprocessed training dir or "
         "Magenta GANSynth dir (default: the embedded default model)")
@@ -698,7 +811,19 @@ def build_parser() -> argparse.ArgumentParser:
     add("num_notes", type=_int_at_least(1), default=8, metavar="N",
         help="random notes to render without --midi_file (default 8)")
     add("latents", metavar="FILE", help=f"render the latent vectors of a {LATENTS_FILE} again "
-        "(its anchors for a MIDI file, its notes without one)")
+        "(its anchors for a MIDI file, its notes without one) and its GANSpace path, unless "
+        "--ganspace or --ganspace_at replaces it")
+    timbre = p.add_mutually_exclusive_group()
+    add("ganspace", to=timbre, type=_parsed(parse_coefficients), metavar="C1,C2,...",
+        help="GANSpace coefficients (each -3..3, in standard deviations along the model's "
+        "directions 1, 2, ...) for every note: an edit of its latent (default: none)")
+    add("ganspace_at", to=timbre, type=_parsed(parse_point), action="append",
+        metavar="TIME:C1,C2,...", help="a point of a GANSpace timbre path: the coefficients "
+        "at TIME seconds; repeat it; a note takes the coefficients at its start, linearly "
+        "interpolated between the points around it (needs --midi_file)")
+    add("ganspace_only", action="store_true", help="with --ganspace or --ganspace_at: each "
+        "note is the pure coefficient point (the pitch's average timbre moved by the "
+        "coefficients) instead of an edit of its latent; the instruments are not used")
     add("quiet", action="store_true", help="no progress bar or summary")
     add("verbose", action="store_true", help="show TensorFlow's start-up log (hidden by "
         "default)")
@@ -752,7 +877,38 @@ def _quiet_tensorflow(verbose: bool) -> None:
     logging.getLogger("tensorflow").setLevel(logging.INFO if verbose else logging.ERROR)
 
 
-def _run(args: argparse.Namespace) -> list[Path]:
+def timbre_flags(parser: argparse.ArgumentParser, args: argparse.Namespace
+                 ) -> TimbrePath | None:
+    """The timbre path --ganspace or --ganspace_at ask for, or None; a combination of
+    flags that makes no sense is a usage error (parser.error exits)."""
+    if args.ganspace_only and args.ganspace is None and not args.ganspace_at:
+        parser.error("--ganspace_only needs --ganspace or --ganspace_at")
+    if args.ganspace_at and not args.midi_file:
+        parser.error("--ganspace_at needs --midi_file (random notes have no start times; "
+                     "--ganspace applies to them)")
+    if args.ganspace is not None:
+        return TimbrePath.from_points([(0.0, args.ganspace)])
+    if args.ganspace_at:
+        try:
+            return TimbrePath.from_points(args.ganspace_at)
+        except ValueError as e:
+            parser.error(f"--ganspace_at: {e}")
+    return None
+
+
+def _describe_timbre(timbre: TimbrePath, ganspace_only: bool) -> str:
+    """'GANSpace coefficients 1.5,-0.5 editing each note's latent', for the summary."""
+    if len(timbre.times) == 1:
+        what = "GANSpace coefficients " + ",".join(f"{c:g}" for c in timbre.points[0])
+    else:
+        what = (f"a GANSpace path through {len(timbre.times)} points "
+                f"({timbre.times[0]:g} s to {timbre.times[-1]:g} s)")
+    return what + (" as pure coefficient points (no latents)" if ganspace_only
+                   else " editing each note's latent")
+
+
+def _run(args: argparse.Namespace, timbre: TimbrePath | None) -> list[Path]:
+    """The command, once its flags are parsed; `timbre` is `timbre_flags`' path."""
     def say(text: str) -> None:
         if not args.quiet:
             print(text, flush=True)
@@ -787,6 +943,14 @@ def _run(args: argparse.Namespace) -> list[Path]:
         seed = int(latents["seed"])
     if seed is None and latents is None:
         seed = secrets.randbits(31)
+    # The flags' path, else the latents file's (as its instruments are reused).
+    ganspace_only = args.ganspace_only
+    source = "--ganspace" if args.ganspace is not None else "--ganspace_at"
+    if timbre is None and latents is not None:
+        timbre, ganspace_only = saved_timbre(latents, args.latents)
+        source = f"latents file {args.latents}"
+    if timbre is not None:
+        check_timbre(timbre, model, source, args.ckpt_dir)
 
     if score:
         try:
@@ -797,7 +961,8 @@ def _run(args: argparse.Namespace) -> list[Path]:
                 secs_per_instrument=args.secs_per_instrument, batch_size=args.batch_size,
                 sustain=args.sustain, octave_shift=args.octave_shift,
                 max_resample=args.max_resample, skip_missing=args.skip_missing,
-                normalize=args.normalize, progress=not args.quiet)
+                normalize=args.normalize, progress=not args.quiet, timbre=timbre,
+                ganspace_only=ganspace_only)
         except RenderError as e:
             drums = (f", {score.drum_notes_skipped} drum notes skipped"
                      if score.drum_notes_skipped else "")
@@ -809,7 +974,8 @@ def _run(args: argparse.Namespace) -> list[Path]:
             model, args.num_notes, seed=seed,
             z=None if latents is None else latents["note_z"],
             pitches=None if latents is None else latents["note_pitch"],
-            batch_size=args.batch_size, normalize=args.normalize, progress=not args.quiet)
+            batch_size=args.batch_size, normalize=args.normalize, progress=not args.quiet,
+            timbre=timbre, ganspace_only=ganspace_only)
         writers = {f"generated_{i}.wav": (lambda p, a=a: write_wav(p, a, result.sample_rate,
                                                                    args.format))
                    for i, a in enumerate(result.audio)}
@@ -840,6 +1006,8 @@ def _run(args: argparse.Namespace) -> list[Path]:
             say(f"normalised the mix by {20 * math.log10(result.gain):+.1f} dB")
     else:
         say(f"rendered {len(result.audio)} random notes into {output_dir}/generated_*.wav")
+    if timbre is not None:
+        say(f"timbre: {_describe_timbre(timbre, ganspace_only)}")
     say(f"latent vectors in {output_dir / LATENTS_FILE}"
         + (f" (seed {seed})" if seed is not None else ""))
     return paths
@@ -847,12 +1015,14 @@ def _run(args: argparse.Namespace) -> list[Path]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The `gansynth-generate` command; returns the exit status (0 ok, 1 bad input, 2 usage)."""
+    parser = build_parser()
     try:
-        args = build_parser().parse_args(argv)
+        args = parser.parse_args(argv)
+        timbre = timbre_flags(parser, args)
     except SystemExit as e:  # --help, or a usage error already printed on one line
         return e.code if isinstance(e.code, int) else 2
     try:
-        _run(args)
+        _run(args, timbre)
     except (RenderError, MidiFileError, ValueError, OSError) as e:  # ModelLoadError too
         message = str(e).replace("\n", " ")
         print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
