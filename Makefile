@@ -28,7 +28,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[$(TF_FLAVOUR),test]'
 	touch $@
 
+# Then the default model's first timbre point, rendered once (quick when it is stored
+# already), so that even gansynth-live's first start is ready in seconds.
 setup: system-packages $(VENV)/.installed
+	@$(PY) -m gansynth_live.live.note_store || echo "make setup: the note store was not filled; the first start renders (slower)"
 
 # The live server on the embedded default model. With no sound card it starts a JACK
 # dummy server (as the tests do) so it still runs and can --record; ARGS adds flags, e.g.

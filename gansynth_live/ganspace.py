@@ -28,6 +28,7 @@ import argparse
 import hashlib
 import dataclasses
 import json
+import math
 import os
 import sys
 import tempfile
@@ -189,7 +190,10 @@ def check_coefficients(values: Sequence[Any], num_components: int) -> np.ndarray
 def snap(values: Sequence[float], step: float = SNAP_STEP) -> tuple[float, ...]:
     """The coefficient point nearest to `values` on the grid of multiples of `step`, as
     a hashable cache key; trailing zeros are dropped, so (1, 0) and (1,) are one point."""
-    point = [round(float(v) / step) * step + 0.0 for v in values]  # + 0.0: no -0.0
+    # Halves round away from 0 (Python's round() takes them to even, which made the
+    # cells uneven: 0.375 -> 0.5 but 0.625 -> 0.5); + 0.0: no -0.0.
+    point = [math.copysign(math.floor(abs(float(v)) / step + 0.5), v) * step + 0.0
+             for v in values]
     while point and point[-1] == 0.0:
         point.pop()
     return tuple(point)

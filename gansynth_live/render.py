@@ -339,6 +339,22 @@ def _clock(seconds: float) -> str:
     return f"{s // 60}:{s % 60:02d}"
 
 
+def _edited(model: Model, z: np.ndarray, pitches: np.ndarray, coefficients: np.ndarray
+            ) -> np.ndarray:
+    """The notes of latents `z` edited by their rows of `coefficients`. A row of zeros is
+    the latent's own note: the plain graph makes it so bit for bit, whatever kernels the
+    edit's graph would run on a device."""
+    edited = coefficients.any(axis=1)
+    if not edited.any():
+        return model.generate(z, pitches)
+    if edited.all():
+        return model.generate(z, pitches, ganspace=coefficients)
+    audio = np.empty((len(z), model.num_samples, model.channels), np.float32)
+    audio[~edited] = model.generate(z[~edited], pitches[~edited])
+    audio[edited] = model.generate(z[edited], pitches[edited], ganspace=coefficients[edited])
+    return audio
+
+
 def _generate_unique(model: Model, z: np.ndarray, pitches: np.ndarray, batch_size: int,
                      consume: Callable[[int, np.ndarray], None], progress: bool,
                      coefficients: np.ndarray | None = None, ganspace_only: bool = False
@@ -356,16 +372,12 @@ def _generate_unique(model: Model, z: np.ndarray, pitches: np.ndarray, batch_siz
     try:
         for begin in range(0, len(z), batch_size):
             batch = slice(begin, begin + batch_size)
-            c = None if coefficients is None else coefficients[batch]
-            if c is not None and not ganspace_only and not c.any():
-                # An edit by 0 is the latent's own note: the plain graph makes it so bit
-                # for bit, whatever kernels the split graph would run on a device.
-                c = None
-            if c is None:
+            if coefficients is None:
                 audio = model.generate(z[batch], pitches[batch])
+            elif ganspace_only:
+                audio = model.generate(None, pitches[batch], ganspace=coefficients[batch])
             else:
-                audio = model.generate(None if ganspace_only else z[batch], pitches[batch],
-                                       ganspace=c)
+                audio = _edited(model, z[batch], pitches[batch], coefficients[batch])
             for offset, note_audio in enumerate(audio):
                 consume(begin + offset, note_audio)
             shown.update(len(audio))
@@ -699,11 +711,13 @@ def check_timbre(timbre: TimbrePath, model: Model, source: str, ckpt_dir: str | 
         raise RenderError(f"{source}: model {model.name} has no GANSpace directions; compute "
                           f"them with {command}")
     k = model.ganspace.num_components
-    for point in timbre.points:
+    for time, point in zip(timbre.times, timbre.points):
+        given = np.trim_zeros(point, "b")  # the path pads shorter points with zeros
         try:
-            check_coefficients(point, k)
+            check_coefficients(given if len(given) else point[:1], k)
         except ValueError as e:
-            raise RenderError(f"{source}: {e} (model {model.name} has {k} GANSpace "
+            where = f" at {time:g} s" if len(timbre.times) > 1 else ""
+            raise RenderError(f"{source}{where}: {e} (model {model.name} has {k} GANSpace "
                               f"directions)") from None
 
 
@@ -881,8 +895,10 @@ def timbre_flags(parser: argparse.ArgumentParser, args: argparse.Namespace
                  ) -> TimbrePath | None:
     """The timbre path --ganspace or --ganspace_at ask for, or None; a combination of
     flags that makes no sense is a usage error (parser.error exits)."""
-    if args.ganspace_only and args.ganspace is None and not args.ganspace_at:
-        parser.error("--ganspace_only needs --ganspace or --ganspace_at")
+    if args.ganspace_only and args.ganspace is None and not args.ganspace_at \
+            and not args.latents:
+        parser.error("--ganspace_only needs --ganspace, --ganspace_at or a --latents file "
+                     "with a GANSpace path")
     if args.ganspace_at and not args.midi_file:
         parser.error("--ganspace_at needs --midi_file (random notes have no start times; "
                      "--ganspace applies to them)")
@@ -947,8 +963,12 @@ def _run(args: argparse.Namespace, timbre: TimbrePath | None) -> list[Path]:
     ganspace_only = args.ganspace_only
     source = "--ganspace" if args.ganspace is not None else "--ganspace_at"
     if timbre is None and latents is not None:
-        timbre, ganspace_only = saved_timbre(latents, args.latents)
+        timbre, saved_only = saved_timbre(latents, args.latents)
+        ganspace_only = ganspace_only or saved_only
         source = f"latents file {args.latents}"
+    if ganspace_only and timbre is None:
+        raise RenderError(f"--ganspace_only: latents file {args.latents} holds no GANSpace "
+                          f"path (give --ganspace or --ganspace_at)")
     if timbre is not None:
         check_timbre(timbre, model, source, args.ckpt_dir)
 

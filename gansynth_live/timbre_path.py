@@ -27,7 +27,7 @@ def parse_coefficients(text: str, num_components: int = ganspace.MAX_COMPONENTS
     values = []
     for i, word in enumerate(text.split(",")):
         try:
-            values.append(float(word))
+            values.append(float(word) + 0.0)  # + 0.0: "-0" is 0
         except ValueError:
             raise ValueError(f"ganspace coefficient {i + 1} must be a number, "
                              f"got {word.strip()!r}") from None
@@ -69,7 +69,7 @@ class TimbrePath:
         for a, b in zip(times, times[1:]):
             if a == b:
                 raise ValueError(f"two points at {a:g} s; for a sudden change put two points "
-                                 f"close together (e.g. at {max(0.0, a - 0.01):g} and {a:g})")
+                                 f"close together (e.g. at {a:g} and {a + 0.01:g})")
         width = max((len(c) for _, c in ordered), default=0)
         padded = np.zeros((len(ordered), width), np.float32)
         for row, (_, c) in zip(padded, ordered):

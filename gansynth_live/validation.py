@@ -68,6 +68,19 @@ def integer(name: str, value: Any, low: int | None = None, high: int | None = No
     return result
 
 
+def distinct_ccs(ccs: dict[str, Any]) -> None:
+    """ValueError naming both owners when one MIDI CC number drives two controls; `ccs`
+    maps each control (a flag's name) to its CC number or a sequence of them."""
+    owners: dict[int, str] = {}
+    for name, numbers in ccs.items():
+        for cc in (numbers if isinstance(numbers, (list, tuple)) else [numbers]):
+            if cc in owners:
+                same = owners[cc] == name
+                raise ValueError(f"{name} names CC {cc} twice" if same else
+                                 f"{owners[cc]} and {name} both use CC {cc}")
+            owners[cc] = name
+
+
 def one_of(name: str, value: Any, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r:.80}")
@@ -91,4 +104,5 @@ def flag(check: Callable[..., Any], parse: Callable[[str], Any] = float,
 
 
 __all__ = ["ANCHOR", "MAX_BEND_RANGE", "MAX_DURATION", "MAX_SEED", "MIDI_CC", "MIDI_CHANNEL",
-           "MIDI_NOTE", "UDP_PORT", "VELOCITY", "flag", "integer", "number", "one_of"]
+           "MIDI_NOTE", "UDP_PORT", "VELOCITY", "distinct_ccs", "flag", "integer", "number",
+           "one_of"]

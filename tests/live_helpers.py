@@ -45,11 +45,11 @@ class GatedRenderer(InProcessRenderer):
         self.gate.set()
         self.waiting = threading.Event()  # a render is held at the gate
 
-    def __call__(self, z, pitches):
+    def __call__(self, z, pitches, ganspace=None):
         if not self.gate.is_set():
             self.waiting.set()
             self.gate.wait()
-        return super().__call__(z, pitches)
+        return super().__call__(z, pitches, ganspace)
 
 
 def make_engine(model, **options) -> Engine:

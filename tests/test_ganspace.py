@@ -202,6 +202,10 @@ def test_controls_check_the_range_and_snap_to_a_finite_grid():
     assert ganspace.snap([0.13, -0.12, 0.0]) == (0.25,)
     assert ganspace.snap([-0.1, 0.9]) == (0.0, 1.0)
     assert ganspace.snap([1.0, 0.0]) == ganspace.snap([1.0])
+    # Halfway values round away from 0, so every cell is one step wide (round() would
+    # take 0.375 and 0.625 both to 0.5).
+    assert ganspace.snap([0.125, 0.375, 0.625, -0.375, -0.625]) == \
+        (0.25, 0.5, 0.75, -0.5, -0.75)
     assert sorted(ganspace.snap_neighbours([3.0], 2)) == [(2.75,), (3.0, -0.25), (3.0, 0.25)]
 
 

@@ -14,7 +14,7 @@ from pd_helpers import (PD, PD_DIR, FakeOscServer, PdSession, example_copy, free
 pytestmark = pytest.mark.skipif(PD is None, reason="Pure Data (`pd`, Debian puredata-core) is not installed")
 
 EXAMPLES = ["gansynth-help.pd", "keyboard.pd", "xy-pad.pd", "envelope.pd", "sequencer.pd",
-            "midi-in.pd", "render-to-array.pd"]
+            "midi-in.pd", "render-to-array.pd", "ganspace.pd"]
 
 
 def approx(values):
@@ -287,4 +287,24 @@ def test_render_to_array_fills_the_array(tmp_path):
             for i in (0, 9, 100, 7999):
                 want = 0.5 * math.sin(2 * math.pi * 440 * i / 16000)
                 assert pd.tabread("gansynth-note", i) == pytest.approx(want, abs=1e-6)
+            assert not pd.errors(), pd.errors()
+
+
+def test_ganspace_sliders_send_the_whole_vector_and_the_keys_play(tmp_path):
+    """pd/ganspace.pd: a slider sends /timbre/pca c1 c2 c3 c4 (the others as they stand),
+    the reset button brings all four back to 0, a cell plays /note."""
+    with FakeOscServer() as srv:
+        patch = example_copy("ganspace.pd", tmp_path, srv.port, free_udp_port())
+        with PdSession(tmp_path, open_patches=[patch]) as pd:
+            assert srv.wait_for("/status", timeout=5)
+            pd.send("to ganspace-c1 1.5")
+            pd.send("to ganspace-c3 -2")
+            pd.send("to ganspace-key 12")
+            pd.send("click ganspace-reset")
+            assert wait_until(lambda: len(srv.without_polling()) == 7)
+            sent = srv.without_polling()
+            assert sent[:3] == [("/timbre/pca", approx([1.5, 0, 0, 0])),
+                                ("/timbre/pca", approx([1.5, 0, -2, 0])),
+                                ("/note", approx([60, 100, 1]))]
+            assert sent[-1] == ("/timbre/pca", approx([0, 0, 0, 0]))
             assert not pd.errors(), pd.errors()

@@ -163,3 +163,46 @@ def test_render_to_array_loads_the_servers_note(server, tmp_path):
                                                                    abs=1e-6)
         assert np.abs(audio).max() > 0
         assert not pd.errors(), pd.errors()
+
+
+@pytest.fixture(scope="module")
+def ganspace_model():
+    """A tiny model of pitches 48..72 with 4 GANSpace directions (from few latents: they
+    only need to be directions)."""
+    from gansynth_live import ganspace
+
+    model = gl.Model(gl.preset("tiny"), range(48, 73), name="tiny-ganspace")
+    model.set_ganspace(ganspace.compute(model, samples=256, components=4, batch=128))
+    return model
+
+
+def test_ganspace_sliders_move_the_real_servers_timbre(ganspace_model, tmp_path):
+    """pd/ganspace.pd against the real server: a slider sets the coefficients (the server's
+    /status reports them and its /done comes back once the point is playable), a cell
+    plays a note there, the reset button brings them back to 0."""
+    from live_helpers import OscClient
+
+    engine = make_engine(ganspace_model, grid=3)
+    osc = OscServer(engine, port=0, render_dir=tmp_path / "renders", log=lambda m: None)
+    osc.start()
+    client = OscClient(osc.port)
+    patch = example_copy("ganspace.pd", tmp_path, osc.port, free_udp_port())
+    try:
+        with PdSession(tmp_path, open_patches=[patch]) as pd:
+            assert wait_for(lambda: osc.counters["messages"] >= 2, 10, "the subscription")
+            pd.send("to ganspace-c2 1.5")
+            assert pd.wait_for(lambda line: line == "gansynth-done: /timbre/pca 0 1.5 0 0", 60)
+            status = client.status()
+            assert [status[f"pca_{n}"] for n in range(1, 5)] == [0.0, 1.5, 0.0, 0.0]
+            assert engine.timbre.current_point().pca == (0.0, 1.5) and status["ready"] == 1
+            pd.send("to ganspace-key 12")
+            assert wait_for(lambda: notes_played(engine) == 1, 10, "the note from the panel")
+            assert engine.status()["cache_misses"] == 0  # playable: it hit the cache
+            pd.send("click ganspace-reset")
+            assert wait_for(lambda: engine.timbre.coefficients == (), 10, "the reset")
+            assert not pd.errors(), pd.errors()
+        assert osc.counters["failures"] == 0
+    finally:
+        client.close()
+        osc.close()
+        engine.stop()

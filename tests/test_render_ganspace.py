@@ -61,7 +61,10 @@ def render(models, out, *flags, capsys, midi=None, model="directions"):
     (["--ganspace_at", "-1:2"], "the time must be in 0..3600 seconds, got -1"),
     (["--ganspace_at", "1:2", "--ganspace_at", "1.0:-2"], "--ganspace_at: two points at 1 s"),
     (["--ganspace_at", "1:2", "--ganspace", "1"], "not allowed with argument --ganspace"),
-    (["--ganspace_only"], "--ganspace_only needs --ganspace or --ganspace_at"),
+    (["--ganspace_only"], "--ganspace_only needs --ganspace, --ganspace_at or a --latents"),
+    (["--ganspace_at", "0:2", "--ganspace_at", "0:-2"],
+     "two points at 0 s; for a sudden change put two points close together "
+     "(e.g. at 0 and 0.01)"),
 ])
 def test_bad_flags_are_one_line_naming_the_flag(song, tmp_path, capsys, flags, message):
     rc, out, err = run(["--output_dir", tmp_path / "out", "--midi_file", song, *flags], capsys)
@@ -78,7 +81,9 @@ def test_a_path_needs_note_times(tmp_path, capsys):
     ("directions", ["--ganspace", "1,0,0,0,1"], "--ganspace: give 1..4 ganspace coefficients, "
                                                 "got 5 (model tiny has 4 GANSpace directions)"),
     ("directions", ["--ganspace_at", "0:1", "--ganspace_at", "2:0,0,0,0,1"],
-     "--ganspace_at: give 1..4 ganspace coefficients, got 5"),
+     "--ganspace_at at 2 s: give 1..4 ganspace coefficients, got 5"),
+    ("directions", ["--ganspace_at", "0:1,0,0,0,0", "--ganspace_at", "2:0,0,0,0,1"],
+     "--ganspace_at at 2 s: give 1..4"),  # the point at 0 s only has trailing zeros
     ("plain", ["--ganspace", "1"], "--ganspace: model tiny has no GANSpace directions; "
                                    "compute them with gansynth-ganspace --model {plain}"),
 ])
@@ -205,3 +210,37 @@ def test_a_damaged_path_in_a_latents_file_is_one_line(models, song, tmp_path, ca
                           "--midi_file", song, "--latents", tmp_path / name], capsys)
         assert rc == 1 and f"latents file {tmp_path / name}" in err and message in err, err
         assert len(err.splitlines()) == 1
+
+
+def test_notes_at_zero_on_a_path_are_the_instruments_themselves(models, steps, tmp_path,
+                                                                capsys):
+    """A path at 0 for its first notes and editing the later ones of the same batch: the
+    notes at 0 are byte for byte the plain render's (one plain and one edited call)."""
+    _, plain, _ = render(models, tmp_path / "plain", capsys=capsys, midi=steps)
+    _, mixed, latents = render(models, tmp_path / "mixed", "--ganspace_at", "0:0",
+                               "--ganspace_at", "2:-0", "--ganspace_at", "2.5:2",
+                               capsys=capsys, midi=steps)
+    assert not latents["note_ganspace"][:3].any() and latents["note_ganspace"][3:].all()
+    assert str(latents["ganspace_points"][1, 0]) == "0.0"  # "-0" is read as 0
+    second = sf.info(tmp_path / "plain" / "generated_clip.wav").samplerate
+    early = slice(0, int(2.9 * second))  # notes 0..2 (0.25 s each, releases included)
+    np.testing.assert_array_equal(mixed[early], plain[early])
+    assert rms(mixed[3 * second:] - plain[3 * second:]) > 0.05 * rms(plain[3 * second:])
+
+
+def test_pure_points_from_a_latents_files_path(models, steps, tmp_path, capsys):
+    _, first, _ = render(models, tmp_path / "a", "--ganspace", "1.5", "--ganspace_only",
+                         capsys=capsys, midi=steps)
+    _, _, edited = render(models, tmp_path / "b", "--ganspace", "1.5", capsys=capsys,
+                          midi=steps)
+    out, _, again = render(models, tmp_path / "c", "--latents", tmp_path / "b" / "latents.npz",
+                           "--ganspace_only", capsys=capsys, midi=steps)
+    assert "as pure coefficient points" in out and again["ganspace_only"]
+    assert (tmp_path / "c" / "generated_clip.wav").read_bytes() == \
+        (tmp_path / "a" / "generated_clip.wav").read_bytes()
+    render(models, tmp_path / "d", capsys=capsys, midi=steps)  # no path in this file
+    rc, _, err = run(["--ckpt_dir", models["directions"], "--output_dir", tmp_path / "e",
+                      "--midi_file", steps, "--latents", tmp_path / "d" / "latents.npz",
+                      "--ganspace_only"], capsys)
+    assert rc == 1 and "--ganspace_only: latents file" in err and "holds no GANSpace path" in err
+

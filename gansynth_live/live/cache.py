@@ -1,5 +1,9 @@
 """The note cache: rendered notes keyed by (grid point, pitch), within a memory budget (LRU).
 
+A grid point includes its GANSpace coefficient point (`timbre.GridPoint.pca`), so "the
+nearest grid point" below is the nearest in grid steps and coefficient steps together
+(`timbre.distance`).
+
 Entries are `sustain.RenderedNote`s (float32 frames and the note's loop) already at the
 device rate, so a voice plays them as they are. The cache is shared by the control thread (look-ups at note-on)
 and the render worker (stores); one lock guards the dictionaries and is held only for
@@ -16,10 +20,9 @@ On a miss, `stand_in` finds the nearest cached substitute, in this order:
 from __future__ import annotations
 
 import collections
-import math
 import threading
 
-from gansynth_live.live.timbre import GridPoint
+from gansynth_live.live.timbre import GridPoint, distance
 from gansynth_live.sustain import RenderedNote
 
 Key = tuple[GridPoint, int]
@@ -125,7 +128,7 @@ class NoteCache:
         for p in points:
             if (p.generation == target.generation) != same_generation:
                 continue
-            score = (-p.generation, math.hypot(p.i - target.i, p.j - target.j))
+            score = (-p.generation, distance(p, target))
             if best_score is None or score < best_score:
                 best, best_score = p, score
         return best

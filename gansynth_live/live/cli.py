@@ -21,8 +21,8 @@ from pathlib import Path
 
 from gansynth_live.live.ratelimit import LimitedLog
 from gansynth_live.sustain import DEFAULT_SUSTAIN_MODE, SUSTAIN_MODES
-from gansynth_live.validation import (MAX_BEND_RANGE, MAX_SEED, MIDI_CC, MIDI_CHANNEL, flag,
-                                      integer, number)
+from gansynth_live.validation import (MAX_BEND_RANGE, MAX_SEED, MIDI_CC, MIDI_CHANNEL,
+                                      distinct_ccs, flag, integer, number)
 
 
 def _integer(low: int | None = None, high: int | None = None):
@@ -59,6 +59,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                                                             "(default 1, the mod wheel)")
     g.add_argument("--midi-cc-y", type=_integer(*MIDI_CC), default=2, help="CC number moving timbre y "
                                                             "(default 2)")
+    g.add_argument("--midi-cc-pca", type=_integer(*MIDI_CC), nargs="+", default=[],
+                   metavar="N", help="CC numbers driving GANSpace directions 1, 2, ... "
+                                     "(value 64 = 0, 0..127 -> -3..3; default: none)")
     g.add_argument("--bend-range", type=_number(above=0.0, high=MAX_BEND_RANGE),
                    default=2.0, help="pitch-bend range in semitones (default 2)")
     g = p.add_argument_group("audio")
@@ -149,6 +152,11 @@ def check_flags(args: argparse.Namespace):
         Envelope(*args.envelope)
     except ValueError as e:
         raise FlagError(f"--envelope: {e}") from None
+    for cc_flag, cc in (("--midi-cc-x", args.midi_cc_x), ("--midi-cc-y", args.midi_cc_y)):
+        try:
+            distinct_ccs({cc_flag: cc, "--midi-cc-pca": args.midi_cc_pca})
+        except ValueError as e:
+            raise FlagError(str(e)) from None
     if args.midi_api is not None:
         from gansynth_live.live.midi_input import _api_id
         try:
@@ -191,11 +199,12 @@ def run(args: argparse.Namespace) -> int:
     from gansynth_live.live.engine import Engine
     from gansynth_live.live.note_store import NoteStore, default_directory
     from gansynth_live.live.osc import OscServer
+    from gansynth_live.live.realtime import favour_threads
     from gansynth_live.live.renderer import ProcessRenderer
 
     started = time.perf_counter()
     sample_rate, sock, render_dir = check_flags(args)
-    audio = osc = midi = engine = None
+    audio = osc = midi = engine = renderer = None
     try:
         store = stored = None
         if args.note_store != "off":
@@ -207,9 +216,15 @@ def run(args: argparse.Namespace) -> int:
         renderer = ProcessRenderer(args.model, sample_rate, threads=args.render_threads
                                    or max(1, (os.cpu_count() or 2) - 1),
                                    wait=stored is None)
+        # Every thread started from here on shares the audio callback's GIL: first in line
+        # for a CPU (realtime.py). The render process, started already, keeps its nice 10.
+        control_nice = favour_threads()
         facts = renderer.facts if stored is None else stored[0]
         log(f"model {facts.name}: {facts.sample_rate} Hz, "
             f"{facts.num_samples / facts.sample_rate:g} s notes, pitches {facts.pitch_range}")
+        if len(args.midi_cc_pca) > facts.ganspace_components:
+            raise FlagError(f"--midi-cc-pca: {len(args.midi_cc_pca)} CCs, but the model has "
+                            f"{facts.ganspace_components} GANSpace directions")
         engine = Engine(facts, renderer, sample_rate=sample_rate, channels=args.channels,
                         blocksize=args.blocksize, grid=args.grid,
                         cache_bytes=int(args.cache_mb * 2**20), polyphony=args.polyphony,
@@ -248,11 +263,12 @@ def run(args: argparse.Namespace) -> int:
                              api=args.midi_api,
                              channel=None if args.midi_channel is None else args.midi_channel - 1,
                              cc_x=args.midi_cc_x, cc_y=args.midi_cc_y,
+                             cc_pca=args.midi_cc_pca,
                              bend_range=args.bend_range, on_error=lambda m: log(f"midi: {m}"))
         inputs = midi
         osc = OscServer(engine, host=args.osc_host, sock=sock, allow=args.allow,
                         render_dir=render_dir, on_quit=stop.set,
-                        extra_status=lambda: {**audio.status(),
+                        extra_status=lambda: {**audio.status(), "control_nice": control_nice,
                                               **(inputs.status() if inputs else {})},
                         log=log)
         sock = render_dir = None  # the server's now
@@ -283,7 +299,9 @@ def run(args: argparse.Namespace) -> int:
                 f"{status['late_callbacks']} late callbacks, "
                 f"{status['callback_errors']} callback errors")
         if engine is not None:
-            engine.stop()
+            engine.stop()  # and its renderer
+        elif renderer is not None:
+            renderer.close()
     return 0
 
 

@@ -35,7 +35,8 @@ class Engine:
     """A model made playable: timbre state, note cache, render worker and mixer.
 
     `facts` are the model's (`facts.ModelFacts`); `renderer(z, pitches)` renders its notes
-    at `sample_rate` (`renderer.py`: gansynth-live's runs the model in another process)."""
+    at `sample_rate`, and `renderer(z, pitches, ganspace=[per note])` with GANSpace edits
+    (`renderer.py`: gansynth-live's runs the model in another process)."""
 
     def __init__(self, facts: ModelFacts, renderer, *, sample_rate: int, channels: int = 2,
                  blocksize: int = 256, grid: int = 9, cache_bytes: int = 1 << 30,
@@ -53,7 +54,7 @@ class Engine:
         self.velocity_curve = float(velocity_curve)
         self.bend_range = float(bend_range)
         self.log = log
-        self.timbre = TimbreState(facts.latent_size, grid, seeds)
+        self.timbre = TimbreState(facts.latent_size, grid, seeds, facts.ganspace_components)
         self.cache = NoteCache(cache_bytes)
         self.envelope = Envelope()
         self.sustain_mode = check_sustain_mode(sustain_mode)
@@ -194,28 +195,41 @@ class Engine:
         self.mixer.post(("bend", 2.0 ** (semitones / 12.0)))
 
     def set_xy(self, x=None, y=None) -> None:
+        self._move(lambda: self.timbre.set_xy(x, y))
+
+    def set_pca(self, values: Sequence) -> None:
+        """Set the GANSpace coefficients c1..ck (the rest 0; none: all 0), each in
+        `ganspace.COEFFICIENT_RANGE`. The timbre is the position's latent edited by them,
+        snapped to `ganspace.SNAP_STEP` like the position to its grid."""
+        self._move(lambda: self.timbre.set_pca(values))
+
+    def set_pca_component(self, direction: int, value: float) -> None:
+        """Set one GANSpace coefficient (direction 1 = the first), keeping the others."""
+        self._move(lambda: self.timbre.set_pca_component(direction, value))
+
+    def _move(self, change: Callable[[], None]) -> None:
+        """Apply a change of position; the render plan follows only a change of point."""
+        waiters = None
         with self._lock:
             before = self.timbre.current_point()
-            self.timbre.set_xy(x, y)
-            moved = self.timbre.current_point() != before
-            if moved:
-                self._timbre_changed()
-        if moved:
-            self.worker.wake()
+            change()
+            if self.timbre.current_point() != before:
+                waiters = self._timbre_changed()
+        self._after_change(waiters)
 
     def set_seed(self, anchor, seed) -> None:
         anchor, seed = integer("anchor", anchor, *ANCHOR), integer("seed", seed)
         with self._lock:
             self.timbre.set_seed(anchor, seed)
-            self._timbre_changed()
-        self.worker.wake()
+            waiters = self._timbre_changed()
+        self._after_change(waiters)
 
     def set_z(self, anchor, z: Sequence[float]) -> None:
         anchor = integer("anchor", anchor, *ANCHOR)
         with self._lock:
             self.timbre.set_z(anchor, z)
-            self._timbre_changed()
-        self.worker.wake()
+            waiters = self._timbre_changed()
+        self._after_change(waiters)
 
     def set_envelope(self, attack_percent, attack_slope, release_percent, release_slope) -> None:
         """Applies to notes started from now on (sounding notes keep theirs)."""
@@ -239,13 +253,27 @@ class Engine:
         ValueError when `planner.MAX_PENDING_RENDERS` are pending already."""
         pitch = self.check_pitch(pitch)
         with self._lock:
-            z = self.timbre.latent_at_position()
-        self.planner.explicit(z, pitch, deliver, fail)
+            z, coefficients = self.timbre.latent_at_position(), self.timbre.coefficients
+        self.planner.explicit(z, pitch, deliver, fail, ganspace=coefficients)
         self.worker.wake()
 
-    def _timbre_changed(self) -> None:
-        if not self._point_complete(self.timbre.current_point()):
-            self._ready.clear()
+    def _timbre_changed(self) -> list[Callable[[], None]]:
+        """The timbre's point may have changed (caller holds the lock): the "playable"
+        waiters to call now when the new point is cached already (a move back to a point
+        rendered before: no render will come to call them)."""
+        if self._point_complete(self.timbre.current_point()):
+            return self._check_ready()
+        self._ready.clear()
+        return []
+
+    def _after_change(self, waiters: list[Callable[[], None]] | None) -> None:
+        """After a timbre change, outside the lock: answer `waiters`, wake the worker
+        (None: the point did not change, nothing to do)."""
+        if waiters is None:
+            return
+        for waiter in waiters:
+            waiter()
+        self.worker.wake()
 
     def _point_complete(self, point: GridPoint) -> bool:
         return self.cache.cached_pitches(point) == len(self.facts.pitches)
@@ -265,6 +293,7 @@ class Engine:
             point = self.timbre.current_point()
             pending = len(self.facts.pitches) - self.cache.cached_pitches(point)
             x, y, generation = self.timbre.x, self.timbre.y, self.timbre.generation
+            coefficients = self.timbre.coefficients
             envelope, sustain_mode = self.envelope, self.sustain_mode
         mixer, worker = self.mixer, self.worker
         count = min(mixer.latency_count, LATENCY_RING)
@@ -297,6 +326,9 @@ class Engine:
             "clipped_blocks": mixer.clipped_blocks,
             "x": x, "y": y, "grid": self.timbre.resolution,
             "grid_i": point.i, "grid_j": point.j, "anchors_generation": generation,
+            "pca_components": self.timbre.ganspace_components,
+            **{f"pca_{n + 1}": float(coefficients[n]) if n < len(coefficients) else 0.0
+               for n in range(self.timbre.ganspace_components)},
             "latency_ms_median": float(np.median(latencies)),
             "latency_ms_p99": float(np.percentile(latencies, 99)),
             "latency_ms_max": float(latencies[-1]),

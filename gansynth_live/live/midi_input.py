@@ -3,14 +3,17 @@
     note_on  (velocity 1..127)          -> target.note_on(pitch, velocity)
     note_on velocity 0, note_off        -> target.note_off(pitch)      (running-status convention)
     control_change cc_x / cc_y          -> target.set_xy(value / 127, None) / set_xy(None, value / 127)
+    control_change cc_pca[n]            -> target.set_pca_component(n + 1, pca_coefficient(value))
     control_change 64 (sustain pedal)   -> target.sustain(value >= 64)
     control_change 120, 123             -> target.all_notes_off()    (all sound off, all notes off)
     control_change 121 (reset ctrls)    -> target.pitch_bend(0.0) and target.sustain(False)
     pitchwheel -8192..8191              -> target.pitch_bend(semitones)
     anything else (program change, aftertouch, clock, sysex, ...) is ignored.
 
-cc_x / cc_y are checked first, so mapping a CC number that has a meaning above (e.g. 64) to
-x or y takes it over.  With `channel` set (0..15) only that channel's messages are used.
+cc_x / cc_y / cc_pca are checked first, so mapping a CC number that has a meaning above
+(e.g. 64) to one of them takes it over; a GANSpace CC drives nothing else (cc_x and cc_y
+may share one, moving the position along the diagonal).  With `channel`
+set (0..15) only that channel's messages are used.
 
 Pitch bend is symmetric at both ends: negative values are scaled by 1/8192 and positive ones
 by 1/8191, so -8192 -> -bend_range, 0 -> 0 and 8191 -> exactly +bend_range.
@@ -52,10 +55,11 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import Callable
+from typing import Callable, Sequence
 
+from gansynth_live.ganspace import COEFFICIENT_RANGE
 from gansynth_live.live.ratelimit import RateLimit
-from gansynth_live.validation import MAX_BEND_RANGE, MIDI_CC, integer, number
+from gansynth_live.validation import MAX_BEND_RANGE, MIDI_CC, distinct_ccs, integer, number
 
 DEFAULT_NAME = "gansynth-live"
 FALLBACK_API = "UNIX_JACK"
@@ -70,6 +74,13 @@ CC_RESET_CONTROLLERS = 121
 CC_ALL_NOTES_OFF = 123
 
 _CHANNEL_TYPES = ("note_on", "note_off", "control_change", "pitchwheel")
+
+
+def pca_coefficient(value: int) -> float:
+    """A CC value 0..127 as a GANSpace coefficient: linear, 64 -> 0 (the centre detent of a
+    knob is the plain timbre), 127 -> +3, 1 -> -3 and 0 clipped to -3."""
+    low, high = COEFFICIENT_RANGE
+    return min(high, max(low, (value - 64) / 63 * high))
 
 
 def _api_id(api: str | None) -> int:
@@ -144,12 +155,16 @@ class MidiInput:
 
     def __init__(self, target, port: str | None = None, *, virtual: bool = False,
                  api: str | None = None, channel: int | None = None,
-                 cc_x: int = 1, cc_y: int = 2, bend_range: float = 2.0,
+                 cc_x: int = 1, cc_y: int = 2, cc_pca: Sequence[int] = (),
+                 bend_range: float = 2.0,
                  on_error: Callable[[str], None] | None = None,
                  poll_interval: float = 0.001, clock: Callable[[], float] = time.monotonic):
         if channel is not None:
             channel = integer("MIDI channel (0..15, or None for omni)", channel, 0, 15)
         cc_x, cc_y = integer("cc_x", cc_x, *MIDI_CC), integer("cc_y", cc_y, *MIDI_CC)
+        cc_pca = [integer(f"cc_pca[{n}]", cc, *MIDI_CC) for n, cc in enumerate(cc_pca)]
+        distinct_ccs({"cc_x": cc_x, "cc_pca": cc_pca})
+        distinct_ccs({"cc_y": cc_y, "cc_pca": cc_pca})
         bend_range = number("bend_range", bend_range, above=0.0, high=MAX_BEND_RANGE)
         poll_interval = number("poll_interval", poll_interval, above=0.0, high=0.1)
         if not virtual and not port:
@@ -160,6 +175,7 @@ class MidiInput:
         self.target = target
         self.channel = channel
         self.cc_x, self.cc_y = cc_x, cc_y
+        self.pca_directions = {cc: n + 1 for n, cc in enumerate(cc_pca)}  # CC -> direction
         self.bend_range = bend_range
         self.on_error = on_error
         self.poll_interval = poll_interval
@@ -246,11 +262,13 @@ class MidiInput:
 
     def _run(self) -> None:
         import mido
-        get, wait, interval = self._rt.get_message, self._stop.wait, self.poll_interval
+        # time.sleep, not Event.wait: ~1000 wake-ups a second, each holding the GIL that
+        # the audio callback needs; a sleep holds it for the least Python.
+        get, sleep, interval = self._rt.get_message, time.sleep, self.poll_interval
         while not self._stop.is_set():
             event = get()
             if event is None:
-                wait(interval)
+                sleep(interval)
                 continue
             self.received += 1
             if not self._limit.allow():
@@ -300,6 +318,8 @@ class MidiInput:
                 t.set_xy(value / 127.0, None)
             elif cc == self.cc_y:
                 t.set_xy(None, value / 127.0)
+            elif cc in self.pca_directions:
+                t.set_pca_component(self.pca_directions[cc], pca_coefficient(value))
             elif cc == CC_SUSTAIN:
                 t.sustain(value >= 64)
             elif cc in (CC_ALL_SOUND_OFF, CC_ALL_NOTES_OFF):

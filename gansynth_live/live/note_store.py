@@ -12,15 +12,22 @@ directory's files (names, sizes, modification times), the device rate, the seed 
 anchor 0 (the first point, (0, 0), is anchor 0 itself), the source of the code that
 renders (`RENDERING_CODE` and `live/renderer.py`) and TensorFlow's version. A
 change to any of them is a different entry; the newest `KEEP` entries are kept.
+
+`make setup` fills the store for the default model at 48 and 44.1 kHz (`fill`, or
+`python -m gansynth_live.live.note_store`), so that the first start after setting up is
+ready in seconds too: importing TensorFlow and loading the model alone take about 10 s
+on the 2-core development machine when it is busy.
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import importlib.metadata
 import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -89,7 +96,8 @@ class NoteStore:
         self.directory.mkdir(parents=True, exist_ok=True)
         arrays = {f"samples_{pitch}": notes[pitch].samples for pitch in facts.pitches}
         description = {k: v for k, v in vars(facts).items() if k in
-                       ("name", "sample_rate", "num_samples", "channels", "latent_size")}
+                       ("name", "sample_rate", "num_samples", "channels", "latent_size",
+                        "ganspace_components")}
         fd, temporary = tempfile.mkstemp(prefix=".first-point-", suffix=".npz",
                                          dir=self.directory)
         try:
@@ -108,4 +116,55 @@ class NoteStore:
             old.unlink(missing_ok=True)
 
 
-__all__ = ["NoteStore", "default_directory"]
+def fill(model_path: str | None, rates: Sequence[int], seed: int = 0,
+         directory: str | os.PathLike | None = None,
+         log: Callable[[str], None] = print) -> list[Path]:
+    """Render and store the first timbre point at each device rate in `rates` that is not
+    stored yet, as the server's first start would (its render process, its engine);
+    the entries, stored now or before."""
+    from gansynth_live.live.engine import Engine
+    from gansynth_live.live.renderer import ProcessRenderer
+
+    directory = Path(directory) if directory is not None else default_directory()
+    paths = []
+    for rate in rates:
+        store = NoteStore(directory, model_path, rate, seed)
+        paths.append(store.path)
+        if store.load() is not None:
+            log(f"{rate} Hz: stored already ({store.path})")
+            continue
+        renderer = ProcessRenderer(model_path, rate)
+        engine = Engine(renderer.facts, renderer, sample_rate=rate,
+                        seeds=(seed, *range(1, 4)), log=log)
+        try:
+            engine.start()
+            engine.wait_ready()
+            point = engine.timbre.current_point()
+            store.save(engine.facts, {pitch: engine.cache.get(point, pitch)
+                                      for pitch in engine.facts.pitches})
+        finally:
+            engine.stop()
+        log(f"{rate} Hz: stored {store.path}")
+    return paths
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m gansynth_live.live.note_store",
+        description="Store the first timbre point's notes for gansynth-live's next start.")
+    p.add_argument("--model", help="model directory (default: the embedded default model)")
+    p.add_argument("--sample-rate", type=int, nargs="+", default=[48000, 44100],
+                   help="device rates to store it for (default 48000 44100)")
+    p.add_argument("--seed", type=int, default=0, help="anchor 0's seed (default 0)")
+    p.add_argument("--note-store", metavar="DIR", help="the store (default: gansynth-live's)")
+    args = p.parse_args(argv)
+    fill(args.model, args.sample_rate, args.seed, args.note_store,
+         log=lambda message: print(f"note store: {message}", flush=True))
+    return 0
+
+
+__all__ = ["NoteStore", "default_directory", "fill"]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -127,7 +127,8 @@ class OscServer:
             "/note_on": self._note_on, "/note_off": self._note_off, "/note": self._note,
             "/all_notes_off": self._all_notes_off, "/sustain": self._sustain,
             "/pitch_bend": self._pitch_bend, "/timbre/seed": self._seed, "/timbre/z": self._z,
-            "/timbre/xy": self._xy, "/envelope": self._envelope, "/gain": self._gain,
+            "/timbre/xy": self._xy, "/timbre/pca": self._pca,
+            "/envelope": self._envelope, "/gain": self._gain,
             "/sustain_mode": self._sustain_mode,
             "/status": self._status, "/notify": self._notify, "/sync": self._sync,
             "/render": self._render, "/quit": self._quit,
@@ -306,6 +307,11 @@ class OscServer:
         x, y = number("x", args[0]), number("y", args[1])
         self.engine.set_xy(x, y)
         self._when_ready(sender, "/timbre/xy", (x, y))
+
+    def _pca(self, sender, args, received):
+        """c1 .. ck: the GANSpace coefficients (the rest 0; none resets them)."""
+        self.engine.set_pca(args)
+        self._when_ready(sender, "/timbre/pca", tuple(float(c) for c in args))
 
     def _envelope(self, sender, args, received):
         _count(args, 4)

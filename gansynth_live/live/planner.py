@@ -3,7 +3,9 @@
 1. explicit renders (/render), at most `MAX_PENDING_RENDERS` waiting or rendering;
 2. pitches just played that missed, at the current grid point;
 3. every other pitch of the current grid point, nearest to the last played pitch first;
-4. the same for the neighbouring grid points, nearest first, while the cache budget lasts.
+4. the same for the neighbouring grid points, nearest first, while the cache budget lasts:
+   the grid's and, with GANSpace, the coefficient points one step away
+   (`TimbreState.neighbours`).
 
 The worker pulls (`next_jobs`) rather than draining a queue, so work made stale by a
 timbre move never piles up. The planner shares the engine's lock: the timbre it plans
@@ -53,7 +55,7 @@ class RenderPlanner:
         self._failed: dict[tuple[GridPoint, int], float] = {}
         self._explicit: collections.deque[RenderJob] = collections.deque()
         self.explicit_pending = 0  # explicit renders not yet delivered or failed
-        self._plan_for = None  # (point, x, y) the render plan was made for
+        self._plan_for = None  # (point, x, y, coefficients) the render plan was made for
         self._plan: list[GridPoint] = []
         self._keep: frozenset[GridPoint] = frozenset()  # the plan's points: never evicted
 
@@ -64,9 +66,9 @@ class RenderPlanner:
         self._urgent.appendleft(pitch)
 
     def explicit(self, z: np.ndarray, pitch: int, deliver: Callable[[RenderedNote], None],
-                 fail: Callable[[str], None]) -> None:
-        """Render `z` at `pitch` ahead of all else; ValueError when `MAX_PENDING_RENDERS`
-        are pending already."""
+                 fail: Callable[[str], None], ganspace: tuple[float, ...] = ()) -> None:
+        """Render `z` (edited by the GANSpace coefficients `ganspace`) at `pitch` ahead of
+        all else; ValueError when `MAX_PENDING_RENDERS` are pending already."""
         with self._lock:
             if self.explicit_pending >= MAX_PENDING_RENDERS:
                 raise ValueError(f"render queue full ({MAX_PENDING_RENDERS} renders pending); "
@@ -85,7 +87,7 @@ class RenderPlanner:
             finished()
             fail(reason)
 
-        self._explicit.append(RenderJob(z, pitch, delivered, failed))
+        self._explicit.append(RenderJob(z, pitch, delivered, failed, ganspace=ganspace))
 
     # The worker's next batch (worker thread) ------------------------------------------
 
@@ -124,13 +126,14 @@ class RenderPlanner:
 
     def _planned_points(self, point: GridPoint) -> list[GridPoint]:
         """The current point, then its neighbours nearest first, as many as the budget holds
-        (worked out once per grid point)."""
-        if self._plan_for != (point, self.timbre.x, self.timbre.y):
+        (worked out once per exact position)."""
+        position = (point, self.timbre.x, self.timbre.y, self.timbre.coefficients)
+        if self._plan_for != position:
             capacity = self.cache.budget_bytes // (self.bytes_per_note * len(self.facts.pitches))
             neighbours = itertools.islice(self.timbre.neighbours(point), max(0, capacity - 1))
             self._plan = [point, *neighbours]
             self._keep = frozenset(self._plan)
-            self._plan_for = (point, self.timbre.x, self.timbre.y)
+            self._plan_for = position
         return self._plan
 
     def _cache_job(self, key) -> RenderJob:
@@ -156,7 +159,7 @@ class RenderPlanner:
                 self._failed[key] = self.clock()
                 self.counters["render_failures"] += 1
 
-        return RenderJob(z, pitch, deliver, fail, key)
+        return RenderJob(z, pitch, deliver, fail, key, point.pca)
 
 
 __all__ = ["MAX_PENDING_RENDERS", "RETRY_FAILED_AFTER_S", "RenderPlanner"]

@@ -70,8 +70,29 @@ class InProcessRenderer:
         self.device_rate = int(device_rate)
         self.facts = ModelFacts.of(model)
 
-    def __call__(self, z: np.ndarray, pitches: Sequence[int]) -> list[RenderedNote]:
-        audio = self.model.generate(z, list(pitches))
+    def __call__(self, z: np.ndarray, pitches: Sequence[int],
+                 ganspace: Sequence[Sequence[float]] | None = None) -> list[RenderedNote]:
+        """One note per latent and pitch. `ganspace`: None, or per note the GANSpace
+        coefficients that edit its latent; a note with () is the latent's own, rendered
+        without the edit (bit for bit the note it was before GANSpace, so cached and
+        stored notes stay valid)."""
+        z, pitches = np.asarray(z, np.float32), list(pitches)
+        if ganspace is not None and len(ganspace) != len(pitches):
+            raise ValueError(f"ganspace has {len(ganspace)} entries for {len(pitches)} notes")
+        edited = [i for i, c in enumerate(ganspace or ()) if len(c)]
+        if not edited:
+            audio = self.model.generate(z, pitches)
+        else:
+            plain = [i for i, c in enumerate(ganspace) if not len(c)]
+            audio = np.empty((len(pitches), self.model.num_samples, self.model.channels),
+                             np.float32)
+            if plain:
+                audio[plain] = self.model.generate(z[plain], [pitches[i] for i in plain])
+            width = max(len(ganspace[i]) for i in edited)
+            coefficients = np.array([[*ganspace[i], *[0.0] * (width - len(ganspace[i]))]
+                                     for i in edited], np.float32)
+            audio[edited] = self.model.generate(z[edited], [pitches[i] for i in edited],
+                                                ganspace=coefficients)
         return [playable_note(note, pitch, self.model.sample_rate, self.device_rate)
                 for note, pitch in zip(audio, pitches)]
 
@@ -111,10 +132,13 @@ class _Arena:
 
 def _child(conn, model_path: str | None, device_rate: int, threads: int | None,
            model_options: dict[str, Any]) -> None:
-    """The child process: load the model, then answer (z, pitches) requests until None."""
+    """The child process: load the model, then answer (z, pitches, ganspace) requests
+    until None."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's; it stops us
     try:
-        os.nice(10)  # the audio process (and everything interactive) comes first
+        # The audio process (and everything interactive) comes first. Set, not added: a
+        # child restarted by the audio process's render worker inherits its nice -10.
+        os.setpriority(os.PRIO_PROCESS, 0, max(10, os.getpriority(os.PRIO_PROCESS, 0)))
     except OSError:
         pass
     try:
@@ -263,7 +287,11 @@ class ProcessRenderer:
             except FileNotFoundError:
                 pass  # the child removed it as it exited
 
-    def __call__(self, z: np.ndarray, pitches: Sequence[int]) -> list[RenderedNote]:
+    def __call__(self, z: np.ndarray, pitches: Sequence[int],
+                 ganspace: Sequence[Sequence[float]] | None = None) -> list[RenderedNote]:
+        """As `InProcessRenderer`, in the child."""
+        if ganspace is not None:
+            ganspace = [tuple(float(c) for c in coefficients) for coefficients in ganspace]
         with self._lock:
             if self._closed:
                 raise RenderError("the renderer is closed")
@@ -272,7 +300,8 @@ class ProcessRenderer:
                 self.restarts += 1
                 self._start()
             try:
-                self._conn.send((np.asarray(z, np.float32), [int(p) for p in pitches]))
+                self._conn.send((np.asarray(z, np.float32), [int(p) for p in pitches],
+                                 ganspace))
             except OSError:
                 raise self._died() from None
             status, result = self._receive()

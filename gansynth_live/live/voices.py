@@ -106,13 +106,15 @@ class Mixer:
         # Source scratch per channel count, so a row slice stays contiguous for np.take.
         self._a = {c: np.empty((f, c), np.float32) for c in (1, 2)}
         self._b = {c: np.empty((f, c), np.float32) for c in (1, 2)}
+        # A held note read at a rate other than 1: the stretch of its looped stream that a
+        # block reads (up to 4x faster than real time), so positions need no wrapping.
+        self._window = {c: np.empty((4 * f + 2, c), np.float32) for c in (1, 2)}
         self._tail = np.empty(f, np.float64)
         # float32 copies for the products with float32 audio: a ufunc mixing float32 and
         # float64 operands allocates cast buffers on every call.
         self._gain32 = np.empty(f, np.float32)
         self._frac32 = np.empty(f, np.float32)
         self._scaled = np.empty(f, np.float32)
-        self._mono = np.empty(f, np.float32)
         self._absmax = np.empty((f, self.channels), np.float32)
         self.latencies = np.zeros(LATENCY_RING, np.float64)  # seconds, ring buffer
         # Counters (read by /status; written only here or by the control thread as noted).
@@ -196,28 +198,26 @@ class Mixer:
         sounding = min(sounding, valid)
         gain32 = self._gain32[:frames]
         np.copyto(gain32, gain, casting="same_kind")
-        gain = gain32
+        # One channel at a time: numpy buffers (allocates) a product broadcast over a
+        # (frames, 2) array's short inner axis.
+        scaled = self._scaled[:frames]
         channels_in = source.shape[1]
         if channels_in == self.channels:
             for c in range(self.channels):
-                self._add_channel(out[:, c], source[:, c], gain)
-        else:  # mono -> every output channel; stereo -> mono output gets the mean
-            mono = self._mono[:frames]
+                np.multiply(source[:, c], gain32, out=scaled)
+                np.add(out[:, c], scaled, out=out[:, c])
+        else:  # mono -> every output channel (one product); stereo -> mono gets the mean
             if channels_in == 1:
-                np.copyto(mono, source[:, 0])
+                np.multiply(source[:, 0], gain32, out=scaled)
             else:
-                np.add(source[:, 0], source[:, 1], out=mono)
-                np.multiply(mono, 0.5, out=mono)
+                np.add(source[:, 0], source[:, 1], out=scaled)
+                np.multiply(scaled, 0.5, out=scaled)
+                np.multiply(scaled, gain32, out=scaled)
             for c in range(self.channels):
-                self._add_channel(out[:, c], mono, gain)
+                np.add(out[:, c], scaled, out=out[:, c])
         voice.age += frames
         if sounding < frames:
             voice.state = 0
-
-    def _add_channel(self, out: np.ndarray, source: np.ndarray, gain: np.ndarray) -> None:
-        scaled = self._scaled[:len(out)]
-        np.multiply(source, gain, out=scaled)
-        np.add(out, scaled, out=out)
 
     def _read(self, voice: Voice, frames: int, rate: float
               ) -> tuple[np.ndarray | None, int]:
@@ -248,23 +248,29 @@ class Mixer:
                                          self._idx[:frames], self._idx1[:frames],
                                          self._scratch[:frames])
         np.multiply(self._ramp[:frames], rate, out=pos)
-        np.add(pos, start, out=pos)
-        if looping:
-            wrap_positions(pos, note.loop, frac)
+        window = self._loop_window(note, start, frames, rate) if looping else None
+        if window is not None:  # positions from the window's first frame, floor(start)
+            np.add(pos, start - math.floor(start), out=pos)
+            samples = window
         else:
-            np.minimum(pos, total - 1, out=pos)
+            np.add(pos, start, out=pos)
+            if looping:
+                wrap_positions(pos, note.loop, frac)
+            else:
+                np.minimum(pos, total - 1, out=pos)
         np.floor(pos, out=frac)
         np.copyto(idx, frac, casting="unsafe")
         np.subtract(pos, frac, out=frac)
         np.add(idx, 1, out=idx1)
-        if looping:
-            source_indices(idx, note, scratch)
-            source_indices(idx1, note, scratch)
-        else:
-            np.minimum(idx1, total - 1, out=idx1)
+        if window is None:
+            if looping:
+                source_indices(idx, note, scratch)
+                source_indices(idx1, note, scratch)
+            else:
+                np.minimum(idx1, total - 1, out=idx1)
         nxt = self._b[channels][:frames]
-        np.take(samples, idx, axis=0, out=dest, mode="clip")
-        np.take(samples, idx1, axis=0, out=nxt, mode="clip")
+        samples.take(idx, axis=0, out=dest, mode="clip")
+        samples.take(idx1, axis=0, out=nxt, mode="clip")
         np.subtract(nxt, dest, out=nxt)
         frac32 = self._frac32[:frames]
         np.copyto(frac32, frac, casting="same_kind")
@@ -282,6 +288,21 @@ class Mixer:
             dest[valid:] = 0.0
         voice.position = end
         return dest, valid
+
+    def _loop_window(self, note: RenderedNote, start: float, frames: int, rate: float
+                     ) -> np.ndarray | None:
+        """The looped stream's frames from floor(start) on that `frames` frames read at
+        `rate` interpolate between, copied out in a few slices (what wrapping every
+        position would cost a dozen numpy calls); None when they do not fit the window
+        (a bend far up: then the positions are wrapped)."""
+        first = math.floor(start)
+        span = math.floor(start - first + (frames - 1) * rate) + 2
+        window = self._window[note.samples.shape[1]]
+        if span > len(window):
+            return None
+        window = window[:span]
+        _copy_looped(window, note, first)
+        return window
 
     # Commands (applied at block start, in the audio thread) -----------------------------
 

@@ -22,21 +22,24 @@ from gansynth_live.sustain import RenderedNote
 @dataclass
 class RenderJob:
     """One note to render; `deliver(note)` gets the `RenderedNote` at the device rate,
-    `fail(reason)` is called instead when rendering fails. `key` is the caller's label."""
+    `fail(reason)` is called instead when rendering fails. `key` is the caller's label;
+    `ganspace` the GANSpace coefficients that edit `z` (() = none: `z`'s own note)."""
     z: np.ndarray
     pitch: int
     deliver: Callable[[RenderedNote], None]
     fail: Callable[[str], None] = lambda reason: None
     key: object = None
+    ganspace: tuple[float, ...] = ()
 
 
 class RenderWorker:
     """Runs `next_jobs` -> renderer -> job.deliver until stopped.
 
-    `renderer(z, pitches)` returns one `RenderedNote` per note, at the device rate.
+    `renderer(z, pitches)` returns one `RenderedNote` per note, at the device rate;
+    a batch with GANSpace edits is `renderer(z, pitches, ganspace=[per note])`.
     """
 
-    def __init__(self, renderer: Callable[[np.ndarray, list[int]], list[RenderedNote]],
+    def __init__(self, renderer: Callable[..., list[RenderedNote]],
                  next_jobs: Callable[[int], list[RenderJob]], *, batch_size: int = 8,
                  on_error: Callable[[str], None] = print):
         self.renderer = renderer
@@ -87,7 +90,11 @@ class RenderWorker:
         self.busy = True
         try:
             z = np.stack([job.z for job in jobs]).astype(np.float32)
-            notes = self.renderer(z, [job.pitch for job in jobs])
+            pitches = [job.pitch for job in jobs]
+            if any(job.ganspace for job in jobs):
+                notes = self.renderer(z, pitches, ganspace=[job.ganspace for job in jobs])
+            else:  # as before GANSpace, so renderers without it keep working
+                notes = self.renderer(z, pitches)
         except Exception as e:  # noqa: BLE001 - reported, the server plays on
             self.errors += 1
             reason = f"rendering {len(jobs)} notes failed: {type(e).__name__}: {e}"
