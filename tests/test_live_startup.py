@@ -103,3 +103,18 @@ def test_the_filled_store_holds_the_first_point_and_the_server_starts_from_it(
         server.kill()
     assert any("first timbre point loaded from" in line for line in server.output), \
         "".join(server.output)
+
+
+def test_a_save_removes_temporary_files_that_killed_writers_left(tiny_model_dir, tmp_path):
+    model, path = tiny_model_dir
+    renderer = InProcessRenderer(model, RATE)
+    notes = dict(zip(PITCHES, renderer(np.stack([seeded_z(0, model.latent_size)] *
+                                                len(PITCHES)), PITCHES)))
+    stale, fresh = tmp_path / ".first-point-stale.npz", tmp_path / ".first-point-now.npz"
+    stale.write_bytes(b"half a file")
+    fresh.write_bytes(b"another writer, still writing")
+    os.utime(stale, (1, 1))
+    store = NoteStore(tmp_path, os.fspath(path), RATE, 0)
+    store.save(renderer.facts, notes)
+    assert not stale.exists() and fresh.exists() and store.load() is not None
+

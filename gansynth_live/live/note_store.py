@@ -26,6 +26,7 @@ import importlib.metadata
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -38,6 +39,7 @@ KEEP = 4
 # The modules whose code makes a rendered note (loading, generating, the loop).
 RENDERING_CODE = ("config", "latent", "magenta_checkpoint", "model", "model_dir", "networks",
                   "pitch_map", "spectral", "sustain")
+STALE_TEMPORARY_S = 86400.0  # a temporary file this old was left by a killed writer
 PACKAGE = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = PACKAGE / "models" / "default"  # model_dir.DEFAULT_MODEL_DIR, without TF
 
@@ -114,6 +116,13 @@ class NoteStore:
         for old in sorted(self.directory.glob("first-point-*.npz"),
                           key=lambda p: p.stat().st_mtime, reverse=True)[KEEP:]:
             old.unlink(missing_ok=True)
+        # A writer killed mid-save (kill -9, power cut) leaves its temporary file.
+        for stale in self.directory.glob(".first-point-*.npz"):
+            try:
+                if time.time() - stale.stat().st_mtime > STALE_TEMPORARY_S:
+                    stale.unlink()
+            except FileNotFoundError:
+                pass
 
 
 def fill(model_path: str | None, rates: Sequence[int], seed: int = 0,
