@@ -26,8 +26,11 @@ note-on or at note-off, so the live server applies it as the note plays):
   ``R = round(release_percent / 100 * L)``, each at least ``F`` = `FADE_SECONDS` (5 ms),
   so that no note starts or stops with a click (attack 0 and release 0 mean "as short as
   clickless").
-- ``d`` = held length (note-on to note-off, or to the sustain pedal's release). The
-  release starts at ``d``: gain(t) = attack(t / A) for t < A, then 1, until t = d; from
+- ``d`` = held length (note-on to note-off, or to the sustain pedal's release), but at
+  least ``H = min(A, 50 ms)`` (`SHORTEST_HOLD_SECONDS`): a drum pad sends its note-off
+  with its note-on, a sequencer may send notes of length 0, and a note released at 0
+  would be silent (its attack never rose); held ``H``, it reaches full level under any
+  attack up to 50 ms, and a longer attack's first 50 ms. The release starts at ``d``: gain(t) = attack(t / A) for t < A, then 1, until t = d; from
   d on gain(t) = level(d) * release((t - d) / R), where level(d) is the gain reached at
   d. A note released during its attack fades from where it got to (no jump), so attack
   and release may add up to more than 100 %.
@@ -52,6 +55,7 @@ import numpy as np
 
 TABLE_SIZE = 8193  # points per curve table (x = 0, 1/8192, ..., 1)
 FADE_SECONDS = 0.005  # the shortest attack and release, and the fade where audio ends
+SHORTEST_HOLD_SECONDS = 0.05  # the release starts no sooner (and no later than the attack's end)
 DEFAULTS = {"attack_percent": 1.0, "attack_slope": 0.5,
             "release_percent": 25.0, "release_slope": 0.5}
 
@@ -183,12 +187,20 @@ class Envelope:
         release = int(round(self.release_percent / 100.0 * rendered_length))
         return max(attack, fade), max(release, fade)
 
+    def shortest_hold(self, attack_length: int, sample_rate: int) -> int:
+        """H: the fewest samples a note is held, however soon its note-off comes."""
+        return min(int(attack_length), int(round(SHORTEST_HOLD_SECONDS * sample_rate)))
+
+    def release_start(self, held_length: int, attack_length: int, sample_rate: int) -> int:
+        """d: where the release of a note held `held_length` samples starts."""
+        return max(int(held_length), self.shortest_hold(attack_length, sample_rate))
+
     def sounding_length(self, held_length: int, rendered_length: int, sample_rate: int,
                         loop: bool, audio_frames: int | None = None) -> int:
         """Samples the note is heard for: d + R when it loops, else min(d + R, the audio's
         length: `audio_frames`, by default L)."""
-        _, release = self.segment_lengths(rendered_length, sample_rate)
-        sounding = max(0, int(held_length)) + release
+        attack, release = self.segment_lengths(rendered_length, sample_rate)
+        sounding = self.release_start(held_length, attack, sample_rate) + release
         if loop:
             return sounding
         return min(sounding, int(rendered_length if audio_frames is None else audio_frames))
@@ -221,7 +233,8 @@ class Envelope:
         out = np.empty(n, np.float64)
         if n:
             BlockGain(self, n, fade_frames(sample_rate)).fill(
-                out, 0, n, attack, max(0, int(held_length)), release, audio_end=audio_end)
+                out, 0, n, attack, self.release_start(held_length, attack, sample_rate),
+                release, audio_end=audio_end)
         return out
 
 

@@ -130,18 +130,31 @@ def test_zero_percents_mean_the_shortest_clickless_fades():
     assert len(gain) == 1000 + fade
     np.testing.assert_allclose(gain[:fade], np.arange(fade) / fade)
     assert np.all(gain[fade:1001] == 1.0)
-    assert len(Envelope().note_gain(0, L, RATE, True)) == 4000  # a zero-length note releases
-    assert np.all(Envelope().note_gain(0, L, RATE, True) == 0.0)  # ... from its level: 0
+
+
+
+@pytest.mark.parametrize("held", [0, 1, 100])
+def test_a_note_released_at_once_is_held_through_a_short_attack(held):
+    """A drum pad's note-off comes with its note-on: the note is held H = min(A, 50 ms)
+    (here A = 160 samples), reaches full level and releases from it, instead of being
+    silent (released at 0, from the level 0 its attack had reached)."""
+    gain = Envelope().note_gain(held, L, RATE, True)  # A = 160, R = 4000 samples
+    assert len(gain) == 160 + 4000
+    assert gain[80] == pytest.approx(0.5) and gain[160] == pytest.approx(1.0)
+    assert np.all(np.diff(gain[160:]) <= 0)
 
 
 def test_release_during_attack_starts_from_the_level_reached():
-    env = Envelope(attack_percent=10, release_percent=10)  # A = R = 1600
-    gain = env.note_gain(400, L, RATE, True)  # released a quarter into the attack
-    assert len(gain) == 400 + 1600
-    assert gain[399] == pytest.approx(399 / 1600)
-    assert gain[400] == pytest.approx(0.25)  # no jump
-    assert gain[400 + 800] == pytest.approx(0.125)
-    assert np.all(np.diff(gain[400:]) <= 0)
+    env = Envelope(attack_percent=10, release_percent=10)  # A = R = 1600 (100 ms)
+    gain = env.note_gain(1000, L, RATE, True)  # released 5/8 into the attack
+    assert len(gain) == 1000 + 1600
+    assert gain[999] == pytest.approx(999 / 1600)
+    assert gain[1000] == pytest.approx(0.625)  # no jump
+    assert gain[1000 + 800] == pytest.approx(0.3125)
+    assert np.all(np.diff(gain[1000:]) <= 0)
+    # Sooner than 50 ms (800 samples), the note is held 50 ms: 0.5 of this attack.
+    early = env.note_gain(400, L, RATE, True)
+    assert len(early) == 800 + 1600 and early[800] == pytest.approx(0.5)
 
 
 def test_full_percent_attack_and_release_overlap():
@@ -160,7 +173,7 @@ def _blockwise(env, held, rendered, block, loop, audio_end_known):
     # A live voice learns the release time only in the block where the note-off comes.
     while True:
         if pos + block > held:
-            rel = held
+            rel = env.release_start(held, attack, RATE)
         end = None if loop or not audio_end_known else rendered
         n = bg.fill(out, pos, block, attack, rel, release, audio_end=end)
         chunks.append(out[:n].copy())

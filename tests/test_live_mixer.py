@@ -690,6 +690,22 @@ def test_latency_is_recorded_once_per_note_with_received_time():
     assert m.frames_processed == 256 * 5
 
 
+@pytest.mark.parametrize("loop", [False, True])
+def test_a_note_off_in_the_note_ons_block_still_plays_the_note(loop):
+    """A drum pad (or a sequencer's zero-length note) sends note-off with note-on: both
+    reach the mixer before the same block. The note is held through its attack (240
+    frames here, under the 50 ms shortest hold) and released from full level, exactly as
+    gansynth-generate plays a note of length 0; it used to be silent."""
+    ns = note(loop=loop)  # L = 2400 frames: A = 240, R = 600
+    out, _ = render(mixer(), 3000, events={0: [("on", ns), ("off", 60)]})
+    want = expected(0, 3000, ns, 0, 0.5)
+    np.testing.assert_allclose(out, want, atol=1e-6)
+    attack = SHAPED.segment_lengths(ns.length, SR)[0]
+    held, _ = render(mixer(), attack + 200, events={0: [("on", ns)]})
+    # As loud as the note held, through its attack and just after.
+    assert np.abs(out[:attack + 200]).max() >= 0.9 * np.abs(held).max() > 0.1
+
+
 # Allocation ----------------------------------------------------------------------------
 
 def _sounding_mixer(frames: int, block: int) -> Mixer:

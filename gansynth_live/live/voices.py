@@ -67,8 +67,8 @@ class NoteStart:
 
 class Voice:
     __slots__ = ("state", "pitch", "note", "loop", "rate", "gain", "envelope", "attack",
-                 "release", "release_start", "age", "position", "order", "fade_level",
-                 "received")
+                 "release", "release_start", "shortest_hold", "age", "position", "order",
+                 "fade_level", "received")
 
     def __init__(self):
         self.state = 0  # 0 = free
@@ -346,7 +346,9 @@ class Mixer:
         slot.gain = note.gain
         slot.envelope = note.envelope
         slot.attack, slot.release = attack, release
-        slot.release_start = NO_RELEASE if note.duration is None else note.duration
+        slot.shortest_hold = note.envelope.shortest_hold(attack, self.sample_rate)
+        slot.release_start = (NO_RELEASE if note.duration is None else
+                              max(note.duration, slot.shortest_hold))
         slot.age = 0
         slot.position = 0.0
         slot.received = note.received
@@ -377,7 +379,9 @@ class Mixer:
                     self._release(v)
 
     def _release(self, voice: Voice) -> None:
-        voice.release_start = min(voice.release_start, voice.age)
+        # Not before the shortest hold: a note-off in the note-on's own block would
+        # release a note whose attack never rose (envelope.py).
+        voice.release_start = min(voice.release_start, max(voice.age, voice.shortest_hold))
         voice.state = RELEASED
 
     def _fade_out(self, voice: Voice) -> None:
