@@ -31,13 +31,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
 
 from gansynth_live.config import MAX_PITCHES, MAX_RESOLUTIONS, ModelConfig
 from gansynth_live.model import Model
 from gansynth_live.model_dir import ModelLoadError, assign_weights
 from gansynth_live.networks import GENERATOR_SCOPE, Generator, block_scope
+from gansynth_live.quiet_tensorflow import import_tensorflow
 from gansynth_live.user_files import file_problem
+
+tf = import_tensorflow()
 
 log = logging.getLogger(__name__)
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 from typing import Iterable, Sequence
 
 import numpy as np
-import tensorflow as tf
 
 from gansynth_live.config import ModelConfig
 from gansynth_live.ganspace import GanSpace
 from gansynth_live.networks import Generator
 from gansynth_live.pitch_map import profiles_for
+from gansynth_live.quiet_tensorflow import import_tensorflow
 from gansynth_live.spectral import SpecgramConverter
+
+tf = import_tensorflow()
 
 
 class Model:

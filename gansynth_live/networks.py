@@ -16,10 +16,12 @@ import math
 from typing import Callable
 
 import numpy as np
-import tensorflow as tf
 
 from gansynth_live.config import ModelConfig
 from gansynth_live.pitch_map import pitch_map_image
+from gansynth_live.quiet_tensorflow import import_tensorflow
+
+tf = import_tensorflow()
 
 GENERATOR_SCOPE = "Generator/progressive_gan_generator"
 DISCRIMINATOR_SCOPE = "Discriminator/progressive_gan_discriminator"

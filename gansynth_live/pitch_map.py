@@ -16,10 +16,12 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-import tensorflow as tf
 
 from gansynth_live.config import ModelConfig
+from gansynth_live.quiet_tensorflow import import_tensorflow
 from gansynth_live.spectral import SpecgramConverter
+
+tf = import_tensorflow()
 
 
 def midi_to_hertz(pitch: float) -> float:

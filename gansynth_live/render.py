@@ -60,6 +60,7 @@ from gansynth_live.ganspace import check_coefficients
 from gansynth_live.latent import slerp
 from gansynth_live.midi import (MAX_RESAMPLE, MidiFileError, MidiScore, Note, nearest_pitch,
                                 read_midi)
+from gansynth_live.quiet_tensorflow import import_tensorflow
 from gansynth_live.user_files import npz_array_bytes
 from gansynth_live.sustain import (DEFAULT_SUSTAIN_MODE, SUSTAIN_MODES, check_sustain_mode,
                                    loop_note, looped)
@@ -887,7 +888,7 @@ def _quiet_tensorflow(verbose: bool) -> None:
     """Before TensorFlow is imported: its C++ log (oneDNN, CPU features, CUDA plugin
     registration, at every level up to error) and Python warnings only with --verbose.
     Real failures still reach the user, as exceptions this command reports."""
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0" if verbose else "3"
+    import_tensorflow(verbose)
     logging.getLogger("tensorflow").setLevel(logging.INFO if verbose else logging.ERROR)
 
 

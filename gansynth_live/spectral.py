@@ -24,7 +24,10 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-import tensorflow as tf
+
+from gansynth_live.quiet_tensorflow import import_tensorflow
+
+tf = import_tensorflow()
 
 # Magenta's prespecified normaliser for the mel_prog_hires config: (a, b) in clip(a*x+b, -1, 1).
 MAG_NORMALIZER = (0.0661371661726, 0.113718730221)

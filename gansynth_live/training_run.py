@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from gansynth_live.config import ModelConfig
+from gansynth_live.quiet_tensorflow import import_tensorflow
 from gansynth_live.schedule import Schedule
 from gansynth_live.user_files import file_problem
 
@@ -81,7 +82,7 @@ def restore_newest(folder: Path, restore: Callable[[str], Any]
     with the reason. A failed restore may have assigned some variables; the next
     restore assigns them all again.
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     damaged = []
     for prefix in checkpoint_prefixes(folder):
@@ -159,7 +160,7 @@ def read_training_run(path: os.PathLike | str, **model_options: Any) -> RunSnaps
 
     Raises ModelLoadError naming the file and what is wrong.
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     from gansynth_live.model import Model
     from gansynth_live.model_dir import ModelLoadError

@@ -51,6 +51,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import soundfile as sf
 
+from gansynth_live.quiet_tensorflow import import_tensorflow
+
 DATA_FILE = "data.tfrecord"
 META_FILE = "meta.json"
 INFO_FILE = "dataset.json"
@@ -408,7 +410,7 @@ def instrument_index(notes: list[Note]) -> dict[str, int]:
 def encode_note(note: Note, samples: np.ndarray, *, index: int, instrument: int,
                 sample_rate: int) -> bytes:
     """One note as a serialized NSynth-style ``tf.train.Example`` (see the module doc)."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     def ints(*v):
         return tf.train.Feature(int64_list=tf.train.Int64List(value=list(v)))
@@ -488,7 +490,7 @@ def read_dataset(path, *, length: int | None = None, channels: int | None = None
     length and the channel count), a single .tfrecord file, or a list of them. Records
     without a ``channels`` feature (e.g. NSynth's own) are read as mono.
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     files, info = _record_files(path)
     length = length or info.get("length")
@@ -518,7 +520,7 @@ def load_wav_folder(path: str, sample_rate: int = DEFAULT_SAMPLE_RATE,
     problems) before the dataset is returned; the audio is then read lazily, one file per
     element, in (instrument, pitch) order. ``scan_folder`` lists the notes themselves.
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     spec = AudioSpec(sample_rate, length, channels, tuple(pitch_range))
     notes = validate_folder(path, spec, fix).notes

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gansynth_live.quiet_tensorflow import import_tensorflow
+
 TOLERANCE_CENTS = 50.0
 SEARCH_SEMITONES = 24
 WINDOW_S = (0.1, 0.6)
@@ -395,7 +397,7 @@ def generate_model_notes(model, pitches: list[int], latents: int, seed: int):
 
 
 def _tfrecord_sample_rate(path: str, files: list[str]) -> int:
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     for serialized in tf.data.TFRecordDataset(files[:1]).take(1):
         feature = tf.train.Example.FromString(serialized.numpy()).features.feature

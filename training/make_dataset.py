@@ -29,6 +29,7 @@ import sys
 
 from tqdm import tqdm
 
+from gansynth_live.quiet_tensorflow import import_tensorflow
 from training.dataset import (
     DATA_FILE, DEFAULT_LENGTH, DEFAULT_PITCH_RANGE, DEFAULT_SAMPLE_RATE, INFO_FILE,
     META_FILE, AudioSpec, DatasetError, Note, ScanResult, encode_note, instrument_index,
@@ -133,7 +134,7 @@ def shard_plan(notes: list[Note], shard_size: int | None) -> list[tuple[str, lis
 def write_records(notes: list[Note], folder: str, spec: AudioSpec, fix: bool,
                   shard_size: int | None) -> list[str]:
     """Read every note and write the TFRecord file(s); returns their names."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     instruments = instrument_index(notes)
     plan = shard_plan(notes, shard_size)

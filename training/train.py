@@ -29,6 +29,7 @@ from pathlib import Path
 
 from gansynth_live import training_run
 from gansynth_live.config import PRESETS
+from gansynth_live.quiet_tensorflow import import_tensorflow
 from training.hparams import PRESET_PURPOSES
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
@@ -108,8 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     stop.install()
     # TensorFlow's C++ log (e.g. grappler's "remapper failed" on a graph it cannot fuse,
     # harmless) would bury the progress lines; errors still reach us as exceptions.
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0" if args.verbose else "3"
-    import tensorflow as tf  # seconds to import
+    tf = import_tensorflow(args.verbose)  # seconds to import
 
     from training import trainer
     from training.dataset import DatasetError

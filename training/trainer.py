@@ -28,13 +28,13 @@ if "tensorflow" not in sys.modules:
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from gansynth_live import training_run  # noqa: E402
 from gansynth_live.config import ModelConfig  # noqa: E402
 from gansynth_live.networks import (  # noqa: E402
     Discriminator, Generator, downscale, generator_alpha, upscale)
 from gansynth_live.pitch_map import profiles_for  # noqa: E402
+from gansynth_live.quiet_tensorflow import import_tensorflow  # noqa: E402
 from gansynth_live.schedule import Schedule  # noqa: E402
 from gansynth_live.spectral import SpecgramConverter  # noqa: E402
 from gansynth_live.training_run import (  # noqa: E402
@@ -42,6 +42,8 @@ from gansynth_live.training_run import (  # noqa: E402
 from training import dataset as data_lib  # noqa: E402
 from training.hparams import HparamsError  # noqa: E402
 from training.warm_start import warm_start  # noqa: E402
+
+tf = import_tensorflow()
 
 # Keys that fix where a run is in its schedule and what it learns; a resume must not change them.
 RESUME_KEYS = ("total_num_images", "stable_stage_num_images", "transition_stage_num_images",

@@ -28,10 +28,12 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import tensorflow as tf
 
 from gansynth_live import training_run
 from gansynth_live.config import ModelConfig
+from gansynth_live.quiet_tensorflow import import_tensorflow
+
+tf = import_tensorflow()
 
 
 class WarmStartError(ValueError):

@@ -37,6 +37,7 @@ import numpy as np
 import soxr
 
 from gansynth_live.live.facts import ModelFacts
+from gansynth_live.quiet_tensorflow import import_tensorflow
 from gansynth_live.sustain import Loop, RenderedNote, find_loop, make_note
 
 
@@ -142,7 +143,7 @@ def _child(conn, model_path: str | None, device_rate: int, threads: int | None,
     except OSError:
         pass
     try:
-        import tensorflow as tf
+        tf = import_tensorflow()
         if threads:
             tf.config.threading.set_intra_op_parallelism_threads(threads)
             tf.config.threading.set_inter_op_parallelism_threads(threads)
