@@ -62,6 +62,7 @@ from gansynth_live.midi import (MAX_RESAMPLE, MidiFileError, MidiScore, Note, ne
                                 read_midi)
 from gansynth_live.quiet_tensorflow import import_tensorflow
 from gansynth_live.user_files import npz_array_bytes
+from gansynth_live.validation import MAX_SEED, flag, integer, number
 from gansynth_live.sustain import (DEFAULT_SUSTAIN_MODE, SUSTAIN_MODES, check_sustain_mode,
                                    loop_note, looped)
 from gansynth_live.timbre_path import TimbrePath, parse_coefficients, parse_point
@@ -80,6 +81,7 @@ MAX_VELOCITY = 127.0
 MAX_PIECE_SECONDS = 3600.0
 MAX_NOTES = 100_000
 MAX_INSTRUMENTS = 100_000
+MAX_RANDOM_NOTES = 10_000  # 640 MB of 1 s notes at 16 kHz, 2.6 GB of Magenta's 4 s ones
 MAX_LATENTS_BYTES = 256 * 2**20  # a --latents file's arrays, read from their headers
 PROGRESS_INTERVAL_S = 10.0  # a progress line this often when stderr is not a terminal
 
@@ -747,42 +749,6 @@ def _parsed(parse: Callable[[str], object]):
     return wrapped
 
 
-def _positive_float():
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-        if not (value > 0 and math.isfinite(value)):
-            raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-        return value
-    return parse
-
-
-def _int_at_least(minimum: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
-        return value
-    return parse
-
-
-def _in_range(low: float, high: float):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-        if not (low <= value <= high):
-            raise argparse.ArgumentTypeError(f"must be in {low:g}..{high:g}, got {text}")
-        return value
-    return parse
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, description="Render a MIDI file (or random notes) with a GANSynth "
                                        "model into WAV files.")
@@ -797,14 +763,15 @@ def build_parser() -> argparse.ArgumentParser:
         f"{LATENTS_FILE} go (created if missing)")
     add("midi_file", metavar="FILE", help="MIDI file to render; without it, --num_notes random "
         "notes, one WAV each")
-    add("batch_size", type=_int_at_least(1), default=8, metavar="N",
+    add("batch_size", type=flag(integer, int, low=1), default=8, metavar="N",
         help="notes per generator call (default 8)")
-    add("secs_per_instrument", type=_positive_float(), default=6.0,
+    add("secs_per_instrument", type=flag(number, above=0.0), default=6.0,
         metavar="S", help="seconds between random instruments (default 6)")
-    add("seed", type=int, help="random seed (default: a fresh one, printed and saved)")
+    add("seed", type=flag(integer, int, low=0, high=MAX_SEED),
+        help=f"random seed, 0..{MAX_SEED} (default: a fresh one, printed and saved)")
     for name, high in (("attack_percent", 100.0), ("attack_slope", 1.0),
                        ("release_percent", 100.0), ("release_slope", 1.0)):
-        add(name, type=_in_range(0.0, high), default=ENVELOPE_DEFAULTS[name],
+        add(name, type=flag(number, low=0.0, high=high), default=ENVELOPE_DEFAULTS[name],
             metavar="X", help=f"0..{high:g} (default {ENVELOPE_DEFAULTS[name]:g})")
     add("format", choices=("pcm16", "float"), default="pcm16",
         help="WAV sample format (default pcm16)")
@@ -814,7 +781,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="loop: a note sounds until its note-off plus its release, repeating a loop of "
         "its rendered audio; natural: the rendered audio once (default "
         f"{DEFAULT_SUSTAIN_MODE})")
-    add("max_resample", type=_int_at_least(0), default=MAX_RESAMPLE,
+    add("max_resample", type=flag(integer, int, low=0, high=127), default=MAX_RESAMPLE,
         metavar="N", help="a pitch the model lacks is made from the nearest pitch it has, "
         f"resampled, up to N semitones away (default {MAX_RESAMPLE}); farther "
         "notes are skipped")
@@ -823,8 +790,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("octave_shift", action="store_true", help="move notes whose pitch the model lacks "
         "by octaves to a pitch it has (tried before resampling)")
     add("include_drums", action="store_true", help="keep MIDI channel 10 (skipped by default)")
-    add("num_notes", type=_int_at_least(1), default=8, metavar="N",
-        help="random notes to render without --midi_file (default 8)")
+    add("num_notes", type=flag(integer, int, low=1, high=MAX_RANDOM_NOTES), default=8,
+        metavar="N", help="random notes to render without --midi_file, one WAV each, "
+        f"at most {MAX_RANDOM_NOTES:,} (they are held in memory until written; default 8)")
     add("latents", metavar="FILE", help=f"render the latent vectors of a {LATENTS_FILE} again "
         "(its anchors for a MIDI file, its notes without one) and its GANSpace path, unless "
         "--ganspace or --ganspace_at replaces it")

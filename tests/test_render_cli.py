@@ -125,6 +125,9 @@ def _bad_model(tmp_path):
     ("nan_slope", "--attack_slope"),
     ("format", "--format"),
     ("seed", "--seed"),
+    ("negative_seed", "--seed: must be in 0..9223372036854775807, got -1"),
+    ("seed_beyond_int64", "--seed: must be in 0..9223372036854775807, got 9223372036854775808"),
+    ("too_many_random_notes", "--num_notes/--num-notes: must be in 1..10000, got 10001"),
     ("output_is_a_file", "not a directory"),
     ("bad_latents", "latents file"),
     ("sustain", "--sustain"),
@@ -174,6 +177,13 @@ def test_bad_input_one_line_error_and_nothing_written(models, tmp_path, capsys, 
         args["--format"] = "mp3"
     elif case == "seed":
         args["--seed"] = "abc"
+    elif case == "negative_seed":  # numpy's "expected non-negative integer", after loading
+        args["--seed"] = -1
+    elif case == "seed_beyond_int64":
+        args["--seed"] = 2**63
+    elif case == "too_many_random_notes":  # all held in memory until written
+        del args["--midi_file"]
+        args["--num_notes"] = 10_001
     elif case == "output_is_a_file":
         out_dir.write_text("x")
     elif case == "sustain":
