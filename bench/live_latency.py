@@ -1,6 +1,7 @@
 """Live server benchmark: note-on latency, underflows under dense playing, new-timbre time.
 
     python bench/live_latency.py [--notes 1000] [--dense-seconds 120] [--model DIR]
+                                 [--output-buffer 50] [--skip PHASE ...]
 
 Runs the real `gansynth-live` (a subprocess, the embedded default model unless --model)
 on a private JACK dummy server (realtime when the system allows it, as a musician's JACK
@@ -14,7 +15,8 @@ runs; the table says which) and drives it over OSC (UDP 127.0.0.1) and JACK MIDI
 2. Underflows: --idle-seconds of silence (the baseline, same server: the cache is
    filling) then --dense-seconds of random playing at 10 notes/s while the timbre moves
    and the anchors change; on an idle machine, then with a CPU hog (a busy loop process)
-   on one core. Target: 0.
+   on one core. Target: 0. Phases 2 and 2b run twice: the mixer in the device's
+   callback, then with --output-buffer MS (default 50; --output-buffer 0 skips it).
 2b. Floods from a local sender (a separate process): 6,000 note messages/s, then ten bad
    65,500-byte bundles/s (5,457 messages each), each for --flood-seconds, then 1,000
    /notify requests each naming its own port; /status every 0.5 s all along, timed.
@@ -242,11 +244,12 @@ def cpu_hog() -> subprocess.Popen:
     return hog
 
 
-def dense_run(model, idle_seconds: float, dense_seconds: float, hog: bool = False) -> dict:
+def dense_run(model, idle_seconds: float, dense_seconds: float, hog: bool = False,
+              extra=()) -> dict:
     jack = Jack(256)
     hogger = None
     try:
-        server = Server(jack, 256, model)
+        server = Server(jack, 256, model, extra)
         hogger = cpu_hog() if hog else None
         try:
             time.sleep(idle_seconds)
@@ -333,11 +336,11 @@ def poll_status(server: Server, seconds: float, every: float = 0.5) -> tuple[lis
     return times, status
 
 
-def flood_run(model, idle_seconds: float, seconds: float) -> dict:
+def flood_run(model, idle_seconds: float, seconds: float, extra=()) -> dict:
     jack = Jack(256)
     rows = {}
     try:
-        server = Server(jack, 256, model)
+        server = Server(jack, 256, model, extra)
         try:
             times, before = poll_status(server, idle_seconds)
             rows["idle (baseline)"] = (before, times, 0, dict(before))
@@ -450,6 +453,9 @@ def main() -> None:
     p.add_argument("--before", type=Path, metavar="DIR",
                    help="also measure start-up from this source tree (an export of an "
                         "earlier commit: git archive COMMIT | tar -x -C DIR)")
+    p.add_argument("--output-buffer", type=float, default=50.0, metavar="MS",
+                   help="also run the dense, hog and flood phases with --output-buffer MS "
+                        "(default 50; 0: only the callback)")
     p.add_argument("--skip", nargs="*", default=[],
                    choices=["latency", "dense", "hog", "flood", "startup", "timbre",
                             "sustain"])
@@ -472,34 +478,40 @@ def main() -> None:
                   f"| {ok} | {r['misses']} | {r['underflows']} | {r['late_wakeups']} "
                   f"| {r['max_gap']:.1f} |")
 
-    dense_runs = [hog for hog in (False, True)
+    outputs = [("callback", ())]
+    if args.output_buffer > 0:
+        outputs.append((f"buffer {args.output_buffer:g} ms",
+                        ("--output-buffer", f"{args.output_buffer:g}")))
+    dense_runs = [(hog, output) for hog in (False, True) for output in outputs
                   if ("hog" if hog else "dense") not in args.skip]
     if dense_runs:
         print("\n## Underflows under dense playing (blocksize 256)\n")
-        print("| machine | phase | seconds | notes | underflows | skipped ms | late callbacks "
-              "| max callback ms | renders | render errors | cache misses | audio thread "
-              "real-time | JACK realtime |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for hog in dense_runs:
-        d = dense_run(args.model, args.idle_seconds, args.dense_seconds, hog)
+        print("| machine | output | phase | seconds | notes | underflows | skipped ms "
+              "| late callbacks | max callback ms | renders | render errors | cache misses "
+              "| output latency ms | audio thread real-time | JACK realtime |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for hog, (output, extra) in dense_runs:
+        d = dense_run(args.model, args.idle_seconds, args.dense_seconds, hog, extra)
         idle, dense = d["idle"], d["dense"]
         machine = "CPU hog on one core" if hog else "idle"
         rt = f"{dense.get('audio_realtime', '-')} | {d['jack_rt']}"
-        print(f"| {machine} | baseline: cache filling | {d['idle_seconds']:g} | 0 "
+        latency = f"{dense['output_latency_ms']:.1f}"
+        print(f"| {machine} | {output} | baseline: cache filling | {d['idle_seconds']:g} | 0 "
               f"| {idle['underflows']} | {idle['skipped_ms']:.1f} | {idle['late_callbacks']} "
               f"| {idle['max_callback_ms']:.2f} | {idle['renders']} "
-              f"| {idle['render_errors']} | 0 | {rt} |")
-        print(f"| {machine} | dense: 10 notes/s, timbre moving | {d['dense_seconds']:g} "
-              f"| {d['notes']} | {dense['underflows'] - idle['underflows']} "
+              f"| {idle['render_errors']} | 0 | {latency} | {rt} |")
+        print(f"| {machine} | {output} | dense: 10 notes/s, timbre moving "
+              f"| {d['dense_seconds']:g} | {d['notes']} "
+              f"| {dense['underflows'] - idle['underflows']} "
               f"| {dense['skipped_ms'] - idle['skipped_ms']:.1f} "
               f"| {dense['late_callbacks'] - idle['late_callbacks']} "
               f"| {dense['max_callback_ms']:.2f} | {dense['renders'] - idle['renders']} "
-              f"| {dense['render_errors']} | {dense['cache_misses']} | {rt} |")
+              f"| {dense['render_errors']} | {dense['cache_misses']} | {latency} | {rt} |")
 
-    if "flood" not in args.skip:
-        f = flood_run(args.model, args.flood_seconds, args.flood_seconds)
-        print(f"\n## Floods from a local sender (blocksize 256, {f['seconds']:g} s each, "
-              f"JACK realtime: {f['jack_rt']})\n")
+    for output, extra in (outputs if "flood" not in args.skip else []):
+        f = flood_run(args.model, args.flood_seconds, args.flood_seconds, extra)
+        print(f"\n## Floods from a local sender ({output}, blocksize 256, {f['seconds']:g} s "
+              f"each, JACK realtime: {f['jack_rt']})\n")
         print("| phase | sent | underflows | skipped ms | late callbacks | /status replies "
               "| /status median ms | max ms | messages handled | dropped over the rate "
               "| malformed | /fail dropped | subscriptions |")

@@ -108,8 +108,10 @@ def start_server(jack, tmp_path, *extra):
     return server, port, wav
 
 
-def test_osc_session_is_recorded_exactly(jack, tmp_path, default_model):
-    server, port, wav = start_server(jack, tmp_path)
+@pytest.mark.parametrize("output", [[], ["--output-buffer", "50"]],
+                         ids=["callback", "buffered"])
+def test_osc_session_is_recorded_exactly(jack, tmp_path, default_model, output):
+    server, port, wav = start_server(jack, tmp_path, *output)
     client = OscClient(port)
     try:
         assert f"OSC on 127.0.0.1:{port}" in server.ready_line
@@ -147,6 +149,8 @@ def test_osc_session_is_recorded_exactly(jack, tmp_path, default_model):
     # machine can preempt a callback, so here they are only reported, not asserted away.
     assert status["callback_errors"] == 0 and status["device"] == "system"
     assert {"underflows", "late_callbacks", "skipped_ms"} <= set(status)
+    # JACK's PortAudio layer: at least 3 periods and 50 ms, a power of two frames.
+    assert status["output_buffer_ms"] == pytest.approx(4096 / 48 if output else 0.0)  # float32
     audio, rate = sf.read(wav, dtype="float32")
     assert rate == RATE and audio.shape[1] == 2
     left = audio[:, 0]
@@ -169,7 +173,9 @@ def test_osc_session_is_recorded_exactly(jack, tmp_path, default_model):
     # xruns dropped from the recorded timeline: the stretch the client missed (skipped_ms)
     # and a block per underflow (JACK's clock does not count a late dummy driver); and,
     # for oscsend, the time to start a process.
-    slack = (2 + status["underflows"]) * 256 / RATE + status["skipped_ms"] / 1000
+    # Buffered, the mixer may mix several blocks at once after a stall: up to a buffer.
+    slack = ((2 + status["underflows"]) * 256 / RATE + status["skipped_ms"] / 1000
+             + status["output_buffer_ms"] / 1000)
     assert abs((starts[2] - starts[0]) / RATE - (t72 - t60)) < slack + 0.01
     assert abs((starts[1] - starts[0]) / RATE - (t67 - t60)) < slack + 0.1
     # After /all_notes_off: a 5 ms fade, then silence to the end of the recording.
@@ -227,6 +233,68 @@ status["span"] = calls[-1] - calls[0]
 status["played"] = (len(calls) - 1) * 256 / 48000
 print(json.dumps(status))
 """
+
+
+BUFFERED_OUTPUT = r"""
+import json, random, sys, threading, time
+from gansynth_live.live.audio import AudioOutput
+sys.setswitchinterval(0.0005)  # as the server sets it
+buffer_ms, stalls, gil_holder = float(sys.argv[1]), sys.argv[2] == "1", sys.argv[3] == "1"
+blocks = []
+def process(out):
+    blocks.append(time.perf_counter())
+    out.fill(0.1)
+    if stalls and len(blocks) in (100, 200, 300):
+        time.sleep(0.05)  # the mixer itself stalls for ~10 blocks, three times
+stop = threading.Event()
+def hold_the_gil():
+    # Sorting a shuffled list is one C call that keeps the GIL: ~30 ms here, as a
+    # thread of the server stuck in a long C call, or preempted while holding it, would.
+    numbers = list(range(100_000))
+    random.Random(0).shuffle(numbers)
+    while not stop.is_set():
+        sorted(numbers)
+        time.sleep(0.01)
+audio = AudioOutput(process, sample_rate=48000, channels=2, blocksize=256, device="system",
+                    buffer_ms=buffer_ms)
+audio.start()
+holder = threading.Thread(target=hold_the_gil, daemon=True)
+if gil_holder:
+    holder.start()
+time.sleep(3.0)
+stop.set()
+audio.stop()
+print(json.dumps(audio.status()))
+"""
+
+
+def run_output(jack, *args) -> dict:
+    import json
+    run = subprocess.run([sys.executable, "-c", BUFFERED_OUTPUT, *map(str, args)],
+                         env=jack.env, text=True, capture_output=True, timeout=60)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def test_a_buffered_output_rides_out_stalls_shorter_than_its_buffer(jack):
+    # 50 ms stalls of the mixer: a 170 ms buffer (100 ms asked, a power of two frames)
+    # hides them; a 21 ms one (3 JACK periods) runs dry each time, and says so.
+    long = run_output(jack, 100, 1, 0)
+    assert long["output_buffer_ms"] == pytest.approx(8192 / 48)
+    assert long["callbacks"] > 500 and long["late_callbacks"] == 3
+    assert long["underflows"] == 0 and long["skipped_ms"] < 1.0, long
+    short = run_output(jack, 10, 1, 0)
+    assert short["output_buffer_ms"] == pytest.approx(1024 / 48)
+    assert short["underflows"] >= 3, short  # 3 measured; a busy machine may add some
+    assert 40 < short["skipped_ms"] < 3 * 50, short  # 3 x (50 - 21) ms, give or take
+
+
+def test_a_thread_holding_the_gil_breaks_the_callback_not_the_buffer(jack):
+    # The reason for --output-buffer: in the callback the device waits for the GIL.
+    callback = run_output(jack, 0, 0, 1)
+    buffered = run_output(jack, 50, 0, 1)
+    assert callback["underflows"] > 0, callback  # 5-8 measured in 3 s
+    assert buffered["underflows"] == 0 and buffered["skipped_ms"] < 1.0, buffered
 
 
 def test_skipped_ms_is_the_stretch_no_callback_filled(jack):
@@ -310,6 +378,13 @@ def test_start_up_errors_are_one_clear_line(jack, tmp_path):
     assert "Invalid sample rate" in out
     code, out = run("--grid", "1")
     assert code == 2 and "argument --grid: must be in 2..64, got 1" in out, out
+    code, out = run("--latency", "soon")
+    assert code == 2 and "argument --latency: not a number: 'soon'" in out, out
+    code, out = run("--output-buffer", "2000")
+    assert code == 2 and "argument --output-buffer: must be in 0..1000, got 2000" in out, out
+    code, out = run("--device", "system", "--output-buffer", "50", "--channels", "1")
+    assert code == 2 and ("gansynth-live: error: --output-buffer on JACK Audio Connection Kit "
+                          "needs --channels 2") in out, out
     code, out = run("--list-devices")
     assert code == 0 and "system" in out
 

@@ -1,10 +1,24 @@
-"""Audio out: a sounddevice callback stream that runs the mixer, and the --record writer.
+"""Audio out: a sounddevice stream that runs the mixer, and the --record writer.
 
-The callback only mixes pre-rendered buffers (`Mixer.process`) and copies the block into
+Two ways to feed the device (`buffer_ms`):
+
+- 0, the default: the mixer runs in the device's callback. The lowest latency (one
+  block), but the callback takes the GIL each block: when another thread of this
+  process holds it and is kept off the CPU by other work, the block comes late and the
+  device plays a gap.
+- N > 0 (`--output-buffer N`): the mixer runs in a thread of its own, as far ahead as
+  the buffer allows, and writes through PortAudio's blocking stream, whose buffer the
+  device's thread reads with no Python in it. A stall shorter than the buffer is not
+  heard; the price is N ms more latency. Each time the thread has the GIL it fills all
+  the free space, so it catches up in one go after a stall. PortAudio sizes the buffer:
+  on JACK, the next power of two frames at or above both N ms and three periods.
+
+The mixer (`Mixer.process`) only mixes pre-rendered buffers and copies the block into
 the recorder's ring buffer; the WAV file is written by a separate thread. Underflows
-reported by PortAudio, callbacks that took longer than their block, the stretch of the
-device's timeline that no callback filled (`skipped_ms`), and callback errors (the block
-is then silence, the stream goes on) are counted, never hidden.
+(reported by PortAudio, or the buffer found empty), blocks whose mixing took longer than
+their duration, the stretch of the device's timeline that no block filled
+(`skipped_ms`), and mixing errors (the block is then silence, the stream goes on) are
+counted, never hidden.
 """
 from __future__ import annotations
 
@@ -82,7 +96,8 @@ class AudioOutput:
 
     def __init__(self, process: Callable[[np.ndarray], None], *, sample_rate: int,
                  channels: int, blocksize: int, device: str | int | None = None,
-                 latency: float | str | None = None, record: str | Path | None = None):
+                 latency: float | str | None = None, record: str | Path | None = None,
+                 buffer_ms: float = 0.0):
         import sounddevice as sd  # PortAudio scans devices on import; import when needed
 
         self.process = process
@@ -98,6 +113,7 @@ class AudioOutput:
         self.late_wakeups = 0  # callbacks that began over 1.5 blocks after the previous one
         self.max_gap_seconds = 0.0
         self._previous_start = 0.0
+        self._previous_frames = self.blocksize  # mixed at the previous wake-up (buffered)
         # The device clock (PortAudio's DAC time, or the wall clock where the host API gives
         # 0; chosen at the first callback) in frames, less the frames handed out so far: it
         # rises by what the device skipped. Its lowest value is the baseline.
@@ -108,12 +124,21 @@ class AudioOutput:
         self.last_error = ""
         self.realtime = False  # the callback thread has a real-time policy (set at its start)
         self._budget = self.blocksize / self.sample_rate
+        self.buffered = buffer_ms > 0
+        self.buffer_frames = 0  # the blocking stream's buffer, measured at start
+        self._writer: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._device_lost = False  # the buffered way's write failed
+        if self.buffered:
+            check_buffered(device, self.channels)
+            latency = buffer_ms / 1000.0
         self.recorder = Recorder(record, sample_rate, channels) if record else None
         try:
             self.stream = sd.OutputStream(
                 samplerate=self.sample_rate, channels=self.channels, dtype="float32",
                 blocksize=self.blocksize, device=device,
-                latency=latency if latency is not None else "low", callback=self._callback)
+                latency=latency if latency is not None else "low",
+                callback=None if self.buffered else self._callback)
         except Exception:
             if self.recorder:
                 self.recorder.close()
@@ -125,6 +150,94 @@ class AudioOutput:
         if not self.callbacks:
             self.realtime = realtime_thread()
         self._count_skipped(time_info.outputBufferDacTime, start, frames)
+        self._count_gap(start, frames)
+        if status.output_underflow:
+            self.underflows += 1
+        self._mix(outdata, start)
+
+    def _mix(self, block: np.ndarray, start: float) -> None:
+        """One block: the mixer, the recorder, the timing (from `start`, perf_counter)."""
+        self.callbacks += 1
+        try:
+            self.process(block)
+        except Exception as e:  # noqa: BLE001 - a bug here must not stop the stream
+            block.fill(0.0)
+            self.callback_errors += 1
+            self.last_error = f"{type(e).__name__}: {e}"
+        if self.recorder is not None:
+            self.recorder.write(block)
+        elapsed = time.perf_counter() - start
+        self.callback_seconds += elapsed
+        if elapsed > self.max_callback_seconds:
+            self.max_callback_seconds = elapsed
+        if elapsed > len(block) / self.sample_rate:
+            self.late_callbacks += 1
+
+    # The buffered way ----------------------------------------------------------------
+
+    def _measure_buffer(self) -> int:
+        """The blocking stream's buffer in frames: its free space once the silence it
+        starts with has played (PortAudio's JACK layer starts full, ALSA's empty)."""
+        period = self.blocksize / self.sample_rate
+        free, steady, waited = self.stream.write_available, 0, 0.0
+        while steady < 3 and waited < 1.0:
+            time.sleep(period)
+            waited += period
+            now = self.stream.write_available
+            steady = steady + 1 if now == free else 0
+            free = now
+        return max(free, self.blocksize)
+
+    def _buffer_and_clock(self) -> tuple[int, float]:
+        """The buffer's free frames and the device's clock, read between the same two
+        device periods (a period read in between would make them disagree by one)."""
+        for _ in range(3):
+            free = self.stream.write_available
+            clock = self.stream.time
+            if self.stream.write_available == free:
+                break
+        return free, clock
+
+    def _write_loop(self) -> None:
+        """The buffered way's thread: fill the free space with mixed blocks, write them
+        (the write waits for room with the GIL released), until stop()."""
+        self.realtime = realtime_thread()
+        self.buffer_frames = self._measure_buffer()
+        blocks = max(1, self.buffer_frames // self.blocksize)
+        out = np.zeros((blocks * self.blocksize, self.channels), np.float32)
+        written = 0
+        device_start = self.stream.time
+        while not self._stopping.is_set():
+            count = min(blocks, max(1, self.stream.write_available // self.blocksize))
+            self._count_gap(time.perf_counter(), self._previous_frames)
+            self._previous_frames = count * self.blocksize
+            for i in range(count):
+                self._mix(out[i * self.blocksize:(i + 1) * self.blocksize],
+                          time.perf_counter())
+            # Now, after the mixing (a stall may have happened there too): has the device
+            # read everything (it plays silence), and if so, what has it played that we
+            # did not write (its clock less our frames it read: written, less those still
+            # in the buffer)? The clock runs smoothly, the buffer is read a period at a
+            # time: a period of difference is jitter, and without the buffer running dry
+            # no difference is a gap.
+            free, clock = self._buffer_and_clock()
+            dry = bool(written) and free >= self.buffer_frames
+            self.underflows += dry
+            played = (clock - device_start) * self.sample_rate
+            self._count_offset(played - (written - (self.buffer_frames - free)), not written,
+                               jitter=self.blocksize, gap=dry)
+            try:
+                if self.stream.write(out[:count * self.blocksize]):
+                    self.underflows += 1
+            except Exception as e:  # noqa: BLE001 - the device went away: say so, stop
+                self.last_error = f"{type(e).__name__}: {e}"
+                self._device_lost = True
+                return
+            written += count * self.blocksize
+
+    def _count_gap(self, start: float, frames: int) -> None:
+        """A late wake-up: a block begun over 1.5 times the previous one's `frames` after
+        it (perf_counter seconds)."""
         if self.callbacks:
             gap = start - self._previous_start
             if gap > self.max_gap_seconds:
@@ -132,23 +245,6 @@ class AudioOutput:
             if gap > 1.5 * frames / self.sample_rate:
                 self.late_wakeups += 1
         self._previous_start = start
-        self.callbacks += 1
-        if status.output_underflow:
-            self.underflows += 1
-        try:
-            self.process(outdata)
-        except Exception as e:  # noqa: BLE001 - a bug here must not stop the stream
-            outdata.fill(0.0)
-            self.callback_errors += 1
-            self.last_error = f"{type(e).__name__}: {e}"
-        if self.recorder is not None:
-            self.recorder.write(outdata)
-        elapsed = time.perf_counter() - start
-        self.callback_seconds += elapsed
-        if elapsed > self.max_callback_seconds:
-            self.max_callback_seconds = elapsed
-        if elapsed > frames / self.sample_rate:
-            self.late_callbacks += 1
 
     def _count_skipped(self, dac_time: float, wall_time: float, frames: int) -> None:
         """Frames the device played that no callback filled: an underflow flag says that a
@@ -158,21 +254,41 @@ class AudioOutput:
         clock = dac_time if self._dac_clock else wall_time
         if not math.isfinite(clock):
             return
-        offset = clock * self.sample_rate - self._frames_played
-        if not self._frames_played or offset < self._lowest_offset:
-            self._lowest_offset = offset  # a late first reading must not count as a skip
-        behind = round(offset - self._lowest_offset)
+        self._count_offset(clock * self.sample_rate - self._frames_played,
+                           not self._frames_played)
+        self._frames_played += frames
+
+    def _count_offset(self, offset: float, first: bool, jitter: int = 0,
+                      gap: bool = True) -> None:
+        """`offset`: the device's clock in frames less the frames it was given. It rises
+        by what the device played that no block filled; its lowest value is the
+        baseline (a late `first` reading must not count as a skip); `jitter` frames
+        above it are the clock's, not a gap; `gap` False: there was none."""
+        if first or offset < self._lowest_offset:
+            self._lowest_offset = offset
+        if not gap:
+            return
+        behind = round(offset - self._lowest_offset) - jitter
         if behind > self.skipped_frames:  # a running maximum; clock jitter adds a few frames
             self.skipped_frames = behind
-        self._frames_played += frames
 
     def start(self) -> None:
         self.stream.start()
+        if self.buffered:
+            self._writer = threading.Thread(target=self._write_loop, name="audio-writer",
+                                            daemon=True)
+            self._writer.start()
 
     def stop(self) -> None:
-        """Stop the stream (after the caller faded the voices) and close the recording."""
-        self.stream.stop()
-        self.stream.close()
+        """Stop the stream (after the caller faded the voices; the buffered way plays
+        what it wrote first) and close the recording."""
+        if self._writer is not None:
+            self._stopping.set()  # its write in flight returns within a device period
+            self._writer.join(2.0)
+        # A blocking stream's stop waits for its buffer to play: forever, with no device.
+        if not (self._device_lost or self._writer is not None and self._writer.is_alive()):
+            self.stream.stop()
+            self.stream.close()
         if self.recorder is not None:
             self.recorder.close()
 
@@ -184,7 +300,9 @@ class AudioOutput:
                   "late_wakeups": self.late_wakeups,
                   "max_callback_gap_ms": self.max_gap_seconds * 1000.0,
                   "skipped_ms": self.skipped_frames * 1000.0 / self.sample_rate,
-                  "output_latency_ms": float(self.stream.latency) * 1000.0,
+                  "output_latency_ms": float(self.stream.latency) * 1000.0
+                  + self.buffer_frames * 1000.0 / self.sample_rate,
+                  "output_buffer_ms": self.buffer_frames * 1000.0 / self.sample_rate,
                   "audio_realtime": int(self.realtime),
                   "device": self.device_name}
         if self.recorder is not None:
@@ -192,9 +310,19 @@ class AudioOutput:
         return status
 
 
+def check_buffered(device: str | int | None, channels: int) -> None:
+    """ValueError where the buffered way cannot run on `device`: PortAudio's JACK layer
+    buffers two channels whatever the stream has (it would read past a mono block)."""
+    import sounddevice as sd
+    host_api = sd.query_hostapis(sd.query_devices(device, "output")["hostapi"])["name"]
+    if "JACK" in host_api and channels != 2:
+        raise ValueError(f"--output-buffer on {host_api} needs --channels 2 (PortAudio's "
+                         f"JACK layer buffers two channels only)")
+
+
 def list_devices() -> str:
     import sounddevice as sd
     return str(sd.query_devices())
 
 
-__all__ = ["AudioOutput", "Recorder", "list_devices"]
+__all__ = ["AudioOutput", "Recorder", "check_buffered", "list_devices"]

@@ -25,6 +25,9 @@ from gansynth_live.validation import (MAX_BEND_RANGE, MAX_SEED, MIDI_CC, MIDI_CH
                                       distinct_ccs, flag, integer, number)
 
 
+MAX_OUTPUT_BUFFER_MS = 1000.0  # beyond a second a player hears the delay as an echo
+
+
 def _integer(low: int | None = None, high: int | None = None):
     return flag(integer, int, low=low, high=high)
 
@@ -68,8 +71,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--device", help="output device name or index (default: the system's)")
     g.add_argument("--blocksize", type=_integer(16, 8192), default=256,
                    help="frames per block (default 256)")
-    g.add_argument("--latency", help="PortAudio output latency: seconds, 'low' (default) "
-                                     "or 'high'")
+    g.add_argument("--latency", type=_latency, help="PortAudio output latency: seconds, "
+                                                    "'low' (default) or 'high'")
+    g.add_argument("--output-buffer", type=_number(0.0, MAX_OUTPUT_BUFFER_MS), default=0.0,
+                   metavar="MS", help="0 (default): mix in the device's callback, the lowest "
+                   "latency; MS: mix ahead in a thread of its own into a buffer of at least "
+                   "MS milliseconds that the device reads without Python, so that stalls "
+                   "of this process shorter than it are not heard, at MS more latency")
     g.add_argument("--sample-rate", type=_integer(8000, 384000),
                    help="default: the device's default rate")
     g.add_argument("--channels", type=int, default=2, choices=(1, 2))
@@ -170,6 +178,12 @@ def check_flags(args: argparse.Namespace):
     except ValueError as e:
         raise FlagError(str(e)) from None
     sample_rate = check_device(args.device, args.sample_rate, args.channels)
+    if args.output_buffer > 0:
+        from gansynth_live.live.audio import check_buffered
+        try:
+            check_buffered(_device(args.device), args.channels)
+        except ValueError as e:
+            raise FlagError(str(e)) from None
     try:
         render_dir = RenderDir(args.render_dir)
     except OSError as e:
@@ -254,7 +268,8 @@ def run(args: argparse.Namespace) -> int:
         gc.freeze()
         audio = AudioOutput(engine.mixer.process, sample_rate=sample_rate,
                             channels=args.channels, blocksize=args.blocksize,
-                            device=_device(args.device), latency=_latency(args.latency),
+                            device=_device(args.device), latency=args.latency,
+                            buffer_ms=args.output_buffer,
                             record=args.record)
         if args.midi_in or args.midi_virtual:
             from gansynth_live.live.midi_input import MidiInput
@@ -319,10 +334,11 @@ def _device(device: str | None):
     return int(device) if device is not None and device.isdigit() else device
 
 
-def _latency(latency: str | None):
-    if latency is None or latency in ("low", "high"):
-        return latency
-    return float(latency)
+def _latency(text: str) -> float | str:
+    """--latency: 'low', 'high' or seconds (0..10)."""
+    if text in ("low", "high"):
+        return text
+    return flag(number, float, low=0.0, high=10.0)(text)
 
 
 def check_device(device: str | None, sample_rate: int | None, channels: int) -> int:
