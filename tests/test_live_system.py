@@ -240,6 +240,7 @@ import json, random, sys, threading, time
 from gansynth_live.live.audio import AudioOutput
 sys.setswitchinterval(0.0005)  # as the server sets it
 buffer_ms, stalls, gil_holder = float(sys.argv[1]), sys.argv[2] == "1", sys.argv[3] == "1"
+blocksize = int(sys.argv[4]) if len(sys.argv) > 4 else 256
 blocks = []
 def process(out):
     blocks.append(time.perf_counter())
@@ -255,8 +256,8 @@ def hold_the_gil():
     while not stop.is_set():
         sorted(numbers)
         time.sleep(0.01)
-audio = AudioOutput(process, sample_rate=48000, channels=2, blocksize=256, device="system",
-                    buffer_ms=buffer_ms)
+audio = AudioOutput(process, sample_rate=48000, channels=2, blocksize=blocksize,
+                    device="system", buffer_ms=buffer_ms)
 audio.start()
 holder = threading.Thread(target=hold_the_gil, daemon=True)
 if gil_holder:
@@ -281,7 +282,7 @@ def test_a_buffered_output_rides_out_stalls_shorter_than_its_buffer(jack):
     # hides them; a 21 ms one (3 JACK periods) runs dry each time, and says so.
     long = run_output(jack, 100, 1, 0)
     assert long["output_buffer_ms"] == pytest.approx(8192 / 48)
-    assert long["callbacks"] > 500 and long["late_callbacks"] == 3
+    assert long["callbacks"] > 500 and long["late_callbacks"] >= 3  # a busy machine adds some
     assert long["underflows"] == 0 and long["skipped_ms"] < 1.0, long
     short = run_output(jack, 10, 1, 0)
     assert short["output_buffer_ms"] == pytest.approx(1024 / 48)
@@ -293,8 +294,23 @@ def test_a_thread_holding_the_gil_breaks_the_callback_not_the_buffer(jack):
     # The reason for --output-buffer: in the callback the device waits for the GIL.
     callback = run_output(jack, 0, 0, 1)
     buffered = run_output(jack, 50, 0, 1)
-    assert callback["underflows"] > 0, callback  # 5-8 measured in 3 s
+    assert callback["underflows"] > 0, callback  # 98 measured in 3 s
     assert buffered["underflows"] == 0 and buffered["skipped_ms"] < 1.0, buffered
+
+
+def test_the_buffer_is_measured_right_on_a_long_jack_period():
+    # A 1024-frame period (jackd's default) frees the buffer every 21 ms, four of the
+    # mixer's blocks at once; a block larger than the buffer must not make the device
+    # read whole blocks with silence for the rest.
+    from jack_helpers import jack_server
+    with jack_server(rate=48000, period=1024) as long_period:
+        stalls = run_output(long_period, 100, 1, 0)
+        assert stalls["output_buffer_ms"] == pytest.approx(8192 / 48)  # 100 ms, 2^n frames
+        assert stalls["underflows"] == 0 and stalls["skipped_ms"] < 1.0, stalls
+        big_blocks = run_output(long_period, 10, 0, 0, 4096)
+        assert big_blocks["output_buffer_ms"] == pytest.approx(4096 / 48)  # 3 periods
+        assert big_blocks["underflows"] == 0, big_blocks
+        assert big_blocks["callbacks"] >= 3.0 * 48000 / 4096 - 1  # blocks, played in time
 
 
 def test_skipped_ms_is_the_stretch_no_callback_filled(jack):

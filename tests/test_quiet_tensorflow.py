@@ -58,3 +58,21 @@ def test_verbose_and_the_environment_show_the_log():
     # at least which CPU instructions it uses, or that oneDNN is on.
     assert any(is_start_up_log(line + b"\n") for line in verbose.stderr.splitlines())
     assert verbose.stderr.count(b"\n") == by_environment.stderr.count(b"\n")
+
+
+def test_the_last_words_of_an_import_that_aborts_still_arrive(tmp_path):
+    # A stand-in for TensorFlow's fatal CPU-instruction check: it logs, then aborts the
+    # process in the middle of the import, while stderr points into the filter's pipe.
+    package = tmp_path / "tensorflow"
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        "import os\n"
+        "os.write(2, b'I0000 00:00:1.5  1 port.cc:1] start-up chatter\\n')\n"
+        "os.write(2, b'F0000 00:00:1.5  1 cpu_feature_guard.cc:1] needs AVX, not here\\n')\n"
+        "os.abort()\n")
+    result = run("""
+        from gansynth_live.quiet_tensorflow import import_tensorflow
+        import_tensorflow(verbose=False)
+    """, PYTHONPATH=str(tmp_path))
+    assert result.returncode != 0
+    assert result.stderr == b"F0000 00:00:1.5  1 cpu_feature_guard.cc:1] needs AVX, not here\n"

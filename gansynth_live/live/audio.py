@@ -125,18 +125,22 @@ class AudioOutput:
         self.realtime = False  # the callback thread has a real-time policy (set at its start)
         self._budget = self.blocksize / self.sample_rate
         self.buffered = buffer_ms > 0
+        self._requested_buffer_ms = buffer_ms
         self.buffer_frames = 0  # the blocking stream's buffer, measured at start
+        self._device_step = 0  # frames the device takes from it at once (its period)
         self._writer: threading.Thread | None = None
         self._stopping = threading.Event()
-        self._device_lost = False  # the buffered way's write failed
+        self._device_lost = False  # the buffered way's writer stopped on an error
         if self.buffered:
             check_buffered(device, self.channels)
             latency = buffer_ms / 1000.0
         self.recorder = Recorder(record, sample_rate, channels) if record else None
         try:
+            # Buffered, the device takes what its period needs from the buffer (a block
+            # size there would make PortAudio read whole blocks, silence for the rest).
             self.stream = sd.OutputStream(
                 samplerate=self.sample_rate, channels=self.channels, dtype="float32",
-                blocksize=self.blocksize, device=device,
+                blocksize=0 if self.buffered else self.blocksize, device=device,
                 latency=latency if latency is not None else "low",
                 callback=None if self.buffered else self._callback)
         except Exception:
@@ -175,18 +179,34 @@ class AudioOutput:
 
     # The buffered way ----------------------------------------------------------------
 
-    def _measure_buffer(self) -> int:
-        """The blocking stream's buffer in frames: its free space once the silence it
-        starts with has played (PortAudio's JACK layer starts full, ALSA's empty)."""
-        period = self.blocksize / self.sample_rate
-        free, steady, waited = self.stream.write_available, 0, 0.0
-        while steady < 3 and waited < 1.0:
-            time.sleep(period)
-            waited += period
-            now = self.stream.write_available
-            steady = steady + 1 if now == free else 0
-            free = now
-        return max(free, self.blocksize)
+    def _measure_buffer(self, requested: float) -> None:
+        """The blocking stream's buffer in frames (`buffer_frames`) and the device's
+        period (`_device_step`): the buffer's free space once the silence it starts with
+        has played (PortAudio's JACK layer starts full and frees a period at a time;
+        ALSA's starts empty). Done when the free space has not grown for three times the
+        longest wait between two periods seen, and 50 ms; at most 4 x `requested`
+        seconds (PortAudio rounds the size up to at most twice it) + 1 s."""
+        free = self.stream.write_available
+        start, last_growth = time.perf_counter(), None
+        longest_wait, step = 0.0, 0
+        while True:
+            time.sleep(0.002)
+            now, grown = time.perf_counter(), self.stream.write_available
+            if grown > free:
+                step = min(step, grown - free) if step else grown - free
+                if last_growth is not None:
+                    longest_wait = max(longest_wait, now - last_growth)
+                free, last_growth = grown, now
+            quiet = now - (start if last_growth is None else last_growth)
+            if free and quiet > max(3 * longest_wait, 0.05):
+                break
+            if now - start > 4 * requested + 1.0:
+                break
+        if not free:
+            raise RuntimeError(f"the audio device took nothing from the output buffer in "
+                               f"{now - start:.1f} s")
+        self.buffer_frames = free
+        self._device_step = step or self.blocksize
 
     def _buffer_and_clock(self) -> tuple[int, float]:
         """The buffer's free frames and the device's clock, read between the same two
@@ -199,12 +219,21 @@ class AudioOutput:
         return free, clock
 
     def _write_loop(self) -> None:
-        """The buffered way's thread: fill the free space with mixed blocks, write them
-        (the write waits for room with the GIL released), until stop()."""
+        """The buffered way's thread, until stop(): an error of the device ends it and
+        is reported (`audio_error` in status()), the counts stay."""
+        try:
+            self._fill_buffer()
+        except Exception as e:  # noqa: BLE001 - the device went away: say so, stop
+            self.last_error = f"{type(e).__name__}: {e}"
+            self._device_lost = True
+
+    def _fill_buffer(self) -> None:
+        """Fill the free space with mixed blocks and write them (the write waits for
+        room with the GIL released)."""
         self.realtime = realtime_thread()
-        self.buffer_frames = self._measure_buffer()
         blocks = max(1, self.buffer_frames // self.blocksize)
         out = np.zeros((blocks * self.blocksize, self.channels), np.float32)
+        jitter = max(self.blocksize, self._device_step)
         written = 0
         device_start = self.stream.time
         while not self._stopping.is_set():
@@ -225,14 +254,10 @@ class AudioOutput:
             self.underflows += dry
             played = (clock - device_start) * self.sample_rate
             self._count_offset(played - (written - (self.buffer_frames - free)), not written,
-                               jitter=self.blocksize, gap=dry)
-            try:
-                if self.stream.write(out[:count * self.blocksize]):
-                    self.underflows += 1
-            except Exception as e:  # noqa: BLE001 - the device went away: say so, stop
-                self.last_error = f"{type(e).__name__}: {e}"
-                self._device_lost = True
-                return
+                               jitter=jitter, gap=dry)
+            # ALSA reports the underflow it found in write_available again here: once.
+            if self.stream.write(out[:count * self.blocksize]) and not dry:
+                self.underflows += 1
             written += count * self.blocksize
 
     def _count_gap(self, start: float, frames: int) -> None:
@@ -273,8 +298,11 @@ class AudioOutput:
             self.skipped_frames = behind
 
     def start(self) -> None:
+        """Start the stream; buffered, return once the buffer is measured and the mixer
+        thread runs (up to the buffer's length), so that what is played next is mixed."""
         self.stream.start()
         if self.buffered:
+            self._measure_buffer(self._requested_buffer_ms / 1000.0)
             self._writer = threading.Thread(target=self._write_loop, name="audio-writer",
                                             daemon=True)
             self._writer.start()
@@ -304,6 +332,7 @@ class AudioOutput:
                   + self.buffer_frames * 1000.0 / self.sample_rate,
                   "output_buffer_ms": self.buffer_frames * 1000.0 / self.sample_rate,
                   "audio_realtime": int(self.realtime),
+                  "audio_error": self.last_error,
                   "device": self.device_name}
         if self.recorder is not None:
             status["record_dropped_frames"] = self.recorder.dropped_frames

@@ -312,11 +312,12 @@ def run(args: argparse.Namespace) -> int:
             log(f"stopped: {status['callbacks']} blocks, {status['underflows']} underflows "
                 f"({status['skipped_ms']:.0f} ms skipped), "
                 f"{status['late_callbacks']} late callbacks, "
-                f"{status['callback_errors']} callback errors")
+                f"{status['callback_errors']} callback errors"
+                + (f"; audio error: {status['audio_error']}" if status["audio_error"] else ""))
             if status["underflows"] and not args.output_buffer:
                 log("the audio broke up: on a machine busy with other work, --output-buffer "
                     "10 plays without the Python of this process in the device's thread, "
-                    "at a little more latency (docs/gansynth-live.md)")
+                    "at the latency of a buffer of three device periods (docs/gansynth-live.md)")
         if engine is not None:
             engine.stop()  # and its renderer
         elif renderer is not None:
