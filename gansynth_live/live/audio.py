@@ -123,7 +123,6 @@ class AudioOutput:
         self.skipped_frames = 0
         self.last_error = ""
         self.realtime = False  # the callback thread has a real-time policy (set at its start)
-        self._budget = self.blocksize / self.sample_rate
         self.buffered = buffer_ms > 0
         self._requested_buffer_ms = buffer_ms
         self.buffer_frames = 0  # the blocking stream's buffer, measured at start
