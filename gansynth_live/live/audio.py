@@ -9,7 +9,7 @@ Two ways to feed the device (`buffer_ms`):
 - N > 0 (`--output-buffer N`): the mixer runs in a thread of its own, as far ahead as
   the buffer allows, and writes through PortAudio's blocking stream, whose buffer the
   device's thread reads with no Python in it. A stall shorter than the buffer is not
-  heard; the price is N ms more latency. Each time the thread has the GIL it fills all
+  heard; the price is the buffer's length in latency. Each time the thread has the GIL it fills all
   the free space, so it catches up in one go after a stall. PortAudio sizes the buffer:
   on JACK, the next power of two frames at or above both N ms and three periods.
 

@@ -77,8 +77,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    metavar="MS", help="0 (default): mix in the device's callback, the lowest "
                    "latency; MS: mix ahead in a thread of its own into a buffer of at least "
                    "MS milliseconds that the device reads without Python, so that stalls "
-                   "of this process shorter than it are not heard, at the buffer's latency (PortAudio "
-                   "may round it up; /status output_buffer_ms)")
+                   "of this process shorter than it are not heard, at the buffer's latency "
+                   "(PortAudio may round it up; /status output_buffer_ms)")
     g.add_argument("--sample-rate", type=_integer(8000, 384000),
                    help="default: the device's default rate")
     g.add_argument("--channels", type=int, default=2, choices=(1, 2))
